@@ -1,0 +1,284 @@
+//! Request keys: SHA-256 of a request serialised as compact, sorted-key JSON.
+//!
+//! The bytes match `orjson.dumps(request, option=OPT_SORT_KEYS)`, which is what DSPy hashes, so
+//! turbodspy and DSPy agree on the key of every JSON-native request.
+
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+
+/// A JSON value borrowed from the caller where it can be (strings stay in place).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    Array(Vec<Json<'a>>),
+    /// Members in insertion order; serialisation sorts them by key.
+    Object(Vec<(Cow<'a, str>, Json<'a>)>),
+}
+
+/// The hex SHA-256 of the canonical JSON of `request`, leaving out the top-level keys in `ignored`.
+pub fn request_key(request: &Json, ignored: &[&str]) -> String {
+    let mut buf = Vec::with_capacity(1024);
+    match request {
+        Json::Object(members) => {
+            let kept = members
+                .iter()
+                .filter(|(k, _)| !ignored.contains(&k.as_ref()));
+            write_object(kept, &mut buf);
+        }
+        other => write_json(other, &mut buf),
+    }
+    sha256_hex(&buf)
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        out.push(HEX[(byte >> 4) as usize] as char);
+        out.push(HEX[(byte & 0xf) as usize] as char);
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends the canonical (compact, sorted-key) JSON of `value` to `out`.
+pub fn write_json(value: &Json, out: &mut Vec<u8>) {
+    match value {
+        Json::Null => out.extend_from_slice(b"null"),
+        Json::Bool(true) => out.extend_from_slice(b"true"),
+        Json::Bool(false) => out.extend_from_slice(b"false"),
+        Json::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+        Json::UInt(u) => out.extend_from_slice(itoa::Buffer::new().format(*u).as_bytes()),
+        Json::Float(f) => write_float(*f, out),
+        Json::Str(s) => write_str(s, out),
+        Json::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json(item, out);
+            }
+            out.push(b']');
+        }
+        Json::Object(members) => write_object(members.iter(), out),
+    }
+}
+
+fn write_object<'v, 'a: 'v>(
+    members: impl Iterator<Item = &'v (Cow<'a, str>, Json<'a>)>,
+    out: &mut Vec<u8>,
+) {
+    let mut sorted: Vec<&(Cow<str>, Json)> = members.collect();
+    // Byte order of UTF-8 equals code point order, which is how orjson sorts keys.
+    sorted.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    out.push(b'{');
+    for (i, (key, value)) in sorted.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(key, out);
+        out.push(b':');
+        write_json(value, out);
+    }
+    out.push(b'}');
+}
+
+/// JSON string escaping as orjson does it: only `"`, `\` and control characters are escaped;
+/// everything else, non-ASCII included, is written as UTF-8.
+pub fn write_str(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 0xf) as usize]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Floats as orjson writes them: the shortest round-trip digits, positional for decimal
+/// exponents -5..16 (with `.0` on integral values), otherwise `d.ddde+NN` / `d.ddde-N`;
+/// NaN and infinities become `null`.
+pub fn write_float(f: f64, out: &mut Vec<u8>) {
+    if !f.is_finite() {
+        out.extend_from_slice(b"null");
+        return;
+    }
+    let mut buf = ryu::Buffer::new();
+    let (negative, digits, exp) = shortest_digits(buf.format_finite(f));
+    if negative {
+        out.push(b'-');
+    }
+    // The value is 0.d1d2...dk x 10^(exp+1), i.e. d1.d2...dk x 10^exp.
+    if (-5..16).contains(&exp) {
+        let k = digits.len() as i32;
+        if exp < 0 {
+            out.extend_from_slice(b"0.");
+            out.extend(std::iter::repeat_n(b'0', (-exp - 1) as usize));
+            out.extend_from_slice(&digits);
+        } else if exp + 1 >= k {
+            out.extend_from_slice(&digits);
+            out.extend(std::iter::repeat_n(b'0', (exp + 1 - k) as usize));
+            out.extend_from_slice(b".0");
+        } else {
+            let point = (exp + 1) as usize;
+            out.extend_from_slice(&digits[..point]);
+            out.push(b'.');
+            out.extend_from_slice(&digits[point..]);
+        }
+    } else {
+        out.push(digits[0]);
+        if digits.len() > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&digits[1..]);
+        }
+        out.push(b'e');
+        if exp > 0 {
+            out.push(b'+');
+        }
+        out.extend_from_slice(itoa::Buffer::new().format(exp).as_bytes());
+    }
+}
+
+/// Splits ryu's output into sign, significant digits (no leading or trailing zeros, at least
+/// one digit) and the decimal exponent of the first digit.
+fn shortest_digits(text: &str) -> (bool, Vec<u8>, i32) {
+    let (negative, text) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, mut exp) = match text.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (text, 0),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let mut digits: Vec<u8> = int_part.bytes().chain(frac_part.bytes()).collect();
+    exp += int_part.len() as i32 - 1;
+    let leading = digits.iter().take_while(|&&d| d == b'0').count();
+    if leading == digits.len() {
+        return (negative, vec![b'0'], 0);
+    }
+    digits.drain(..leading);
+    exp -= leading as i32;
+    while digits.last() == Some(&b'0') {
+        digits.pop();
+    }
+    (negative, digits, exp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn float_text(f: f64) -> String {
+        let mut out = Vec::new();
+        write_float(f, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn floats_match_orjson() {
+        // Expected strings were produced by orjson 3.13.
+        let cases = [
+            (1.0, "1.0"),
+            (0.1, "0.1"),
+            (1e16, "1e+16"),
+            (1e15, "1000000000000000.0"),
+            (1.2345678901234568e17, "1.2345678901234568e+17"),
+            (1e-7, "1e-7"),
+            (1e-6, "1e-6"),
+            (1e-5, "0.00001"),
+            (0.0001, "0.0001"),
+            (0.000123, "0.000123"),
+            (-0.0, "-0.0"),
+            (0.0, "0.0"),
+            (1.5e300, "1.5e+300"),
+            (5e-324, "5e-324"),
+            (100.0, "100.0"),
+            (123456789.123, "123456789.123"),
+            (9999000000000000.0, "9999000000000000.0"),
+            (f64::NAN, "null"),
+            (f64::INFINITY, "null"),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(float_text(value), expected, "{value:e}");
+        }
+    }
+
+    #[test]
+    fn strings_escape_like_orjson() {
+        let mut out = Vec::new();
+        write_str("é\u{2028}\u{7f}\u{1f}\"\\ \n\t/", &mut out);
+        assert_eq!(out, "\"é\u{2028}\u{7f}\\u001f\\\"\\\\ \\n\\t/\"".as_bytes());
+    }
+
+    #[test]
+    fn objects_sort_by_code_point_and_drop_ignored_keys() {
+        let request = Json::Object(vec![
+            ("z".into(), Json::Int(2)),
+            ("é".into(), Json::Int(1)),
+            ("Z".into(), Json::UInt(3)),
+            ("api_key".into(), Json::Str("secret".into())),
+        ]);
+        let mut out = Vec::new();
+        write_json(&request, &mut out);
+        assert_eq!(
+            out,
+            "{\"Z\":3,\"api_key\":\"secret\",\"z\":2,\"é\":1}".as_bytes()
+        );
+        let expected = sha256_hex("{\"Z\":3,\"z\":2,\"é\":1}".as_bytes());
+        assert_eq!(request_key(&request, &["api_key"]), expected);
+    }
+
+    #[test]
+    fn sha256_of_empty_input() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    proptest::proptest! {
+        // serde_json's shortest float form parses back to the same value; ours must too.
+        #[test]
+        fn floats_round_trip(f in proptest::num::f64::NORMAL | proptest::num::f64::SUBNORMAL | proptest::num::f64::ZERO) {
+            let text = float_text(f);
+            let parsed: f64 = text.parse().unwrap();
+            proptest::prop_assert_eq!(parsed.to_bits(), f.to_bits());
+        }
+
+        #[test]
+        fn strings_round_trip_through_a_json_parser(s in ".*") {
+            let mut out = Vec::new();
+            write_str(&s, &mut out);
+            let parsed: String = serde_json::from_slice(&out).unwrap();
+            proptest::prop_assert_eq!(parsed, s);
+        }
+    }
+}

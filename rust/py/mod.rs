@@ -1,0 +1,16 @@
+//! The pyo3 layer: `turbodspy._core`. Each file converts one core module's inputs and outputs.
+
+use pyo3::prelude::*;
+
+mod key;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(key::request_key, m)?)?;
+    m.add(
+        "UnsupportedValueError",
+        m.py().get_type::<key::UnsupportedValueError>(),
+    )?;
+    Ok(())
+}
