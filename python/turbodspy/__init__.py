@@ -5,5 +5,41 @@ first provider call, never here.
 """
 
 from turbodspy._core import __version__
+from turbodspy.errors import (
+    AdapterParseError,
+    ContextWindowExceededError,
+    DSPyError,
+    LMAuthError,
+    LMConfigurationError,
+    LMError,
+    LMInvalidRequestError,
+    LMProviderError,
+    LMRateLimitError,
+    LMServerError,
+    LMTimeoutError,
+    LMTransportError,
+    LMUnsupportedFeatureError,
+    LMUnsupportedModelError,
+)
+from turbodspy.settings import configure, context, settings
 
-__all__ = ["__version__"]
+__all__ = [
+    "AdapterParseError",
+    "ContextWindowExceededError",
+    "DSPyError",
+    "LMAuthError",
+    "LMConfigurationError",
+    "LMError",
+    "LMInvalidRequestError",
+    "LMProviderError",
+    "LMRateLimitError",
+    "LMServerError",
+    "LMTimeoutError",
+    "LMTransportError",
+    "LMUnsupportedFeatureError",
+    "LMUnsupportedModelError",
+    "__version__",
+    "configure",
+    "context",
+    "settings",
+]

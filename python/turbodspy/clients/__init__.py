@@ -1,0 +1,1 @@
+"""Language-model clients: `LM`, `BaseLM`, the response cache and call history."""

@@ -1,0 +1,153 @@
+"""Process-wide settings (`configure`) and per-thread, per-task overrides (`context`), as in DSPy.
+
+`configure` belongs to the first thread (and asyncio task) that calls it; every other thread or task uses
+`context`, whose overrides live in a ContextVar, so they are isolated per thread and per task and travel into
+workers that copy the context (`Parallel`, `asyncify`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "lm": None,
+    "adapter": None,
+    "rm": None,
+    "branch_idx": 0,
+    "trace": [],
+    "callbacks": [],
+    "async_max_workers": 8,
+    "send_stream": None,
+    "disable_history": False,
+    "track_usage": False,
+    "usage_tracker": None,
+    "caller_predict": None,
+    "caller_modules": None,
+    "stream_listeners": [],
+    "provide_traceback": False,
+    "num_threads": 8,
+    "max_errors": 10,
+    "allow_tool_async_sync_conversion": False,
+    "max_history_size": 10_000,
+    "max_trace_size": 10_000,
+    "warn_on_type_mismatch": True,
+    "interpreter_factory": None,
+}
+
+_MISSING = object()
+
+# Overrides set by `context`, in force for the current thread or task; None when there are none.
+_overrides: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("turbodspy_overrides", default=None)
+
+
+class Settings:
+    """The singleton behind `turbodspy.settings`: attribute reads see the innermost `context`, then `configure`."""
+
+    _instance: Settings | None = None
+
+    def __new__(cls) -> Settings:
+        if cls._instance is None:
+            instance = super().__new__(cls)
+            object.__setattr__(instance, "_config", {k: _fresh(v) for k, v in DEFAULT_CONFIG.items()})
+            object.__setattr__(instance, "_lock", threading.Lock())
+            object.__setattr__(instance, "_owner_thread", None)
+            object.__setattr__(instance, "_owner_task", None)
+            cls._instance = instance
+        return cls._instance
+
+    def __getattr__(self, name: str) -> Any:
+        overrides = _overrides.get()
+        if overrides is not None:
+            value = overrides.get(name, _MISSING)
+            if value is not _MISSING:
+                return value
+        value = self._config.get(name, _MISSING)
+        if value is _MISSING:
+            raise AttributeError(f"'Settings' object has no attribute '{name}'")
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.configure(**{name: value})
+
+    def __getitem__(self, name: str) -> Any:
+        return self.__getattr__(name)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self.configure(**{name: value})
+
+    def __contains__(self, name: str) -> bool:
+        overrides = _overrides.get() or {}
+        return name in overrides or name in self._config
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self.__getattr__(name)
+        except AttributeError:
+            return default
+
+    @property
+    def lock(self) -> threading.Lock:
+        return self._lock
+
+    def copy(self) -> dict[str, Any]:
+        return {**self._config, **(_overrides.get() or {})}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.copy()
+
+    def configure(self, **kwargs: Any) -> None:
+        """Set process-wide defaults. Only the thread (and asyncio task) that first called it may call it again."""
+        with self._lock:
+            self._claim_ownership()
+            self._config.update(kwargs)
+
+    @contextmanager
+    def context(self, **kwargs: Any) -> Iterator[None]:
+        """Override settings inside a `with` block, for this thread or task only; restored on exit."""
+        token = _overrides.set({**(_overrides.get() or {}), **kwargs})
+        try:
+            yield
+        finally:
+            _overrides.reset(token)
+
+    def _claim_ownership(self) -> None:
+        thread = threading.get_ident()
+        if self._owner_thread is None:
+            object.__setattr__(self, "_owner_thread", thread)
+        elif self._owner_thread != thread:
+            raise RuntimeError(
+                "turbodspy.configure(...) can only be called from the thread that first called it. "
+                "Use `turbodspy.context(...)` in other threads instead."
+            )
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:
+            task = None
+        if task is None:
+            return
+        if self._owner_task is None:
+            object.__setattr__(self, "_owner_task", task)
+        elif self._owner_task is not task:
+            raise RuntimeError(
+                "turbodspy.configure(...) can only be called from the async task that first called it. "
+                "Use `turbodspy.context(...)` in other async tasks instead."
+            )
+
+    def __repr__(self) -> str:
+        return repr(self.copy())
+
+
+def _fresh(value: Any) -> Any:
+    """Defaults that are mutable containers get their own copy, so they are never shared with DEFAULT_CONFIG."""
+    return type(value)() if isinstance(value, (list, dict)) else value
+
+
+settings = Settings()
+configure = settings.configure
+context = settings.context
