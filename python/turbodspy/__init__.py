@@ -5,6 +5,10 @@ first provider call, never here.
 """
 
 from turbodspy._core import __version__
+from turbodspy.clients.base_lm import BaseLM
+from turbodspy.clients.cache import Cache, configure_cache
+from turbodspy.clients.history import inspect_history
+from turbodspy.clients.lm import LM
 from turbodspy.errors import (
     AdapterParseError,
     ContextWindowExceededError,
@@ -23,8 +27,14 @@ from turbodspy.errors import (
 )
 from turbodspy.settings import configure, context, settings
 
+# The process-wide response cache; `configure_cache(...)` or plain assignment replaces it.
+cache = Cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=None)
+
 __all__ = [
+    "LM",
     "AdapterParseError",
+    "BaseLM",
+    "Cache",
     "ContextWindowExceededError",
     "DSPyError",
     "LMAuthError",
@@ -39,7 +49,10 @@ __all__ = [
     "LMUnsupportedFeatureError",
     "LMUnsupportedModelError",
     "__version__",
+    "cache",
     "configure",
+    "configure_cache",
     "context",
+    "inspect_history",
     "settings",
 ]

@@ -7,8 +7,8 @@ workers that copy the context (`Parallel`, `asyncify`).
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -125,8 +125,10 @@ class Settings:
                 "turbodspy.configure(...) can only be called from the thread that first called it. "
                 "Use `turbodspy.context(...)` in other threads instead."
             )
+        # asyncio is imported lazily: if nobody imported it, no task can be running.
+        asyncio = sys.modules.get("asyncio")
         try:
-            task = asyncio.current_task()
+            task = asyncio.current_task() if asyncio is not None else None
         except RuntimeError:
             task = None
         if task is None:
