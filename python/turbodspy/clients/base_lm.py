@@ -20,6 +20,7 @@ from turbodspy.clients.cache import IGNORED_KEY_ARGS, CacheEntry
 from turbodspy.clients.history import CallHistory, pretty_print_history, record_history
 from turbodspy.clients.response import CachedResponse, get_field, response_to_data
 from turbodspy.settings import settings
+from turbodspy.utils.callback import with_callbacks
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -77,9 +78,7 @@ class BaseLM:
     def __call__(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> list:
         """Call the LM with a prompt or a list of messages; returns the list of outputs (one per choice)."""
         if self.callbacks or settings.callbacks:
-            from turbodspy.utils.callback import call_with_lm_callbacks
-
-            return call_with_lm_callbacks(self, self._call, prompt, messages, kwargs)
+            return self._call_observed(prompt, messages=messages, **kwargs)
         return self._call(prompt, messages, kwargs)
 
     async def acall(
@@ -87,9 +86,16 @@ class BaseLM:
     ) -> list:
         """Async `__call__`: the provider is called through LiteLLM's async client."""
         if self.callbacks or settings.callbacks:
-            from turbodspy.utils.callback import acall_with_lm_callbacks
+            return await self._acall_observed(prompt, messages=messages, **kwargs)
+        return await self._acall(prompt, messages, kwargs)
 
-            return await acall_with_lm_callbacks(self, self._acall, prompt, messages, kwargs)
+    # Callbacks see these (on_lm_start/end); calls without callbacks skip the wrapper entirely.
+    @with_callbacks
+    def _call_observed(self, prompt: str | None = None, messages: list | None = None, **kwargs: Any) -> list:
+        return self._call(prompt, messages, kwargs)
+
+    @with_callbacks
+    async def _acall_observed(self, prompt: str | None = None, messages: list | None = None, **kwargs: Any) -> list:
         return await self._acall(prompt, messages, kwargs)
 
     def forward(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> Any:
