@@ -74,7 +74,9 @@ class Headers(Mapping[str, str]):
         return len(self._items)
 
     def __repr__(self) -> str:
-        shown = {k: ("<redacted>" if k in ("authorization", "x-api-key", "api-key") else v) for k, v in self._items.items()}
+        shown = {
+            k: ("<redacted>" if k in ("authorization", "x-api-key", "api-key") else v) for k, v in self._items.items()
+        }
         return f"Headers({shown!r})"
 
 
