@@ -22,11 +22,6 @@ def fast_retries(monkeypatch):
     monkeypatch.setattr(provider, "RETRY_BASE_SECONDS", 0.01)
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache(tmp_path):
-    dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=tmp_path / "cache")
-
-
 def openai_lm(server, model="openai/gpt-4o-mini", **kwargs):
     return dspy.LM(model, api_base=server.openai_base, api_key=SECRET, **kwargs)
 
