@@ -3,6 +3,7 @@
 use pyo3::prelude::*;
 
 mod key;
+mod store;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -12,5 +13,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "UnsupportedValueError",
         m.py().get_type::<key::UnsupportedValueError>(),
     )?;
+    m.add_class::<store::DiskStore>()?;
     Ok(())
 }
