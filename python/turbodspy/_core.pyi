@@ -13,3 +13,27 @@ def request_key(request: dict[str, object], ignored: list[str] = ..., fn_identif
 
 def call_id() -> str:
     """A fresh UUID4-format string, unique per call (not for secrets)."""
+
+class DiskStore:
+    """A cache directory shared by processes: append-only segment files and a mapped hash index.
+
+    Nothing touches the disk until the first call. I/O problems raise `OSError` (with errno);
+    a malformed key or an oversized value raises `ValueError`.
+    """
+
+    def __init__(self, directory: str, size_limit_bytes: int) -> None: ...
+    @property
+    def directory(self) -> str: ...
+    @property
+    def size_limit_bytes(self) -> int: ...
+    def get(self, key: str) -> bytes | None:
+        """The value under `key` (64 hex chars), or None; counted in the hit/miss statistics."""
+    def peek(self, key: str) -> bytes | None:
+        """Like `get`, not counted."""
+    def contains(self, key: str) -> bool: ...
+    def put(self, key: str, value: bytes, tokens: int = 0, cost: float = 0.0) -> None:
+        """Stores `value`; `tokens`/`cost` (dollars) are what a later hit saves."""
+    def stats(self) -> dict[str, int | float | str]: ...
+    def verify(self) -> dict[str, int | bool]: ...
+    def clear(self) -> None: ...
+    def keys(self) -> list[str]: ...

@@ -3,6 +3,7 @@
 use pyo3::prelude::*;
 
 mod key;
+mod store;
 
 /// A fresh UUID4 string for a history entry.
 #[pyfunction]
@@ -19,5 +20,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "UnsupportedValueError",
         m.py().get_type::<key::UnsupportedValueError>(),
     )?;
+    m.add_class::<store::DiskStore>()?;
     Ok(())
 }
