@@ -2,6 +2,7 @@
 //! the `py` module (behind the `python` feature) converts between Python objects and them.
 
 pub mod key;
+pub mod signature;
 
 #[cfg(feature = "python")]
 mod py;

@@ -22,11 +22,25 @@ from turbodspy.errors import (
     LMUnsupportedModelError,
 )
 from turbodspy.settings import configure, context, settings
+from turbodspy.signatures import (
+    InputField,
+    OldField,
+    OldInputField,
+    OldOutputField,
+    OutputField,
+    Signature,
+    SignatureMeta,
+    SignatureSyntaxError,
+    ensure_signature,
+    infer_prefix,
+    make_signature,
+)
 
 __all__ = [
     "AdapterParseError",
     "ContextWindowExceededError",
     "DSPyError",
+    "InputField",
     "LMAuthError",
     "LMConfigurationError",
     "LMError",
@@ -38,8 +52,18 @@ __all__ = [
     "LMTransportError",
     "LMUnsupportedFeatureError",
     "LMUnsupportedModelError",
+    "OldField",
+    "OldInputField",
+    "OldOutputField",
+    "OutputField",
+    "Signature",
+    "SignatureMeta",
+    "SignatureSyntaxError",
     "__version__",
     "configure",
     "context",
+    "ensure_signature",
+    "infer_prefix",
+    "make_signature",
     "settings",
 ]

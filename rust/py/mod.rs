@@ -3,6 +3,7 @@
 use pyo3::prelude::*;
 
 mod key;
+mod signature;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -11,6 +12,13 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add(
         "UnsupportedValueError",
         m.py().get_type::<key::UnsupportedValueError>(),
+    )?;
+    m.add_function(wrap_pyfunction!(signature::parse_signature, m)?)?;
+    m.add_function(wrap_pyfunction!(signature::signature_error, m)?)?;
+    m.add_function(wrap_pyfunction!(signature::infer_ascii_prefix, m)?)?;
+    m.add(
+        "SignatureSyntaxError",
+        m.py().get_type::<signature::SignatureSyntaxError>(),
     )?;
     Ok(())
 }
