@@ -4,6 +4,7 @@
 pub mod call_id;
 pub mod key;
 pub mod store;
+pub mod signature;
 
 #[cfg(feature = "python")]
 mod py;

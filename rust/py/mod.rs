@@ -10,6 +10,7 @@ mod store;
 fn call_id() -> String {
     crate::call_id::uuid4()
 }
+mod signature;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -21,5 +22,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.py().get_type::<key::UnsupportedValueError>(),
     )?;
     m.add_class::<store::DiskStore>()?;
+    m.add_function(wrap_pyfunction!(signature::parse_signature, m)?)?;
+    m.add_function(wrap_pyfunction!(signature::signature_error, m)?)?;
+    m.add_function(wrap_pyfunction!(signature::infer_ascii_prefix, m)?)?;
+    m.add(
+        "SignatureSyntaxError",
+        m.py().get_type::<signature::SignatureSyntaxError>(),
+    )?;
     Ok(())
 }
