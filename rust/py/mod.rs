@@ -3,6 +3,7 @@
 use pyo3::prelude::*;
 
 mod key;
+mod template;
 
 /// A fresh UUID4 string for a history entry.
 #[pyfunction]
@@ -19,5 +20,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "UnsupportedValueError",
         m.py().get_type::<key::UnsupportedValueError>(),
     )?;
+    m.add_class::<template::Template>()?;
+    m.add_function(wrap_pyfunction!(template::parse_json_object, m)?)?;
+    m.add_function(wrap_pyfunction!(template::parse_json_container, m)?)?;
     Ok(())
 }
