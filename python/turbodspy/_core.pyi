@@ -53,3 +53,6 @@ def parse_json_object(completion: str) -> dict[str, object] | None:
 
 def parse_json_container(text: str) -> object | None:
     """The first JSON array or object in `text` (repaired if needed), or None when there is none."""
+
+def parse_json_value(text: str) -> tuple[bool, object]:
+    """`(True, value)` when a field's text is JSON or holds a JSON array/object (repaired), else `(False, None)`."""

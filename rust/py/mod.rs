@@ -23,5 +23,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<template::Template>()?;
     m.add_function(wrap_pyfunction!(template::parse_json_object, m)?)?;
     m.add_function(wrap_pyfunction!(template::parse_json_container, m)?)?;
+    m.add_function(wrap_pyfunction!(template::parse_json_value, m)?)?;
     Ok(())
 }

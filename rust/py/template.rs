@@ -3,7 +3,7 @@
 //! Values are converted here to the core's `Value`: JSON-native Python values directly, anything else
 //! through the adapter's `serialize_for_json` (so pydantic models, enums and dates print as in DSPy).
 
-use crate::template::json::{find_container, find_object, Json};
+use crate::template::json::{field_value, find_container, find_object, Json};
 use crate::template::{
     completion, FieldSpec, Message, Role, SignatureSpec, Style, Template as Core, Value,
 };
@@ -244,6 +244,15 @@ pub fn parse_json_container<'py>(
     text: &str,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     find_container(text).map(|v| json_to_py(py, v)).transpose()
+}
+
+/// `(True, value)` when a field's text is JSON or holds a JSON container, else `(False, None)`.
+#[pyfunction]
+pub fn parse_json_value<'py>(py: Python<'py>, text: &str) -> PyResult<(bool, Bound<'py, PyAny>)> {
+    match field_value(text) {
+        Some(v) => Ok((true, json_to_py(py, v)?)),
+        None => Ok((false, py.None().into_bound(py))),
+    }
 }
 
 fn object_to_py(py: Python<'_>, members: Vec<(String, Json)>) -> PyResult<Bound<'_, PyDict>> {

@@ -38,6 +38,16 @@ pub fn find_object(text: &str) -> Option<Vec<(String, Json)>> {
     balanced_object(text)
 }
 
+/// What a field's text means as JSON: the whole text when it is strict JSON (surrounded by JSON
+/// whitespace only), else the first container in it (repaired), else `None`.
+pub fn field_value(text: &str) -> Option<Json> {
+    let trimmed = text.trim_matches([' ', '\t', '\n', '\r']);
+    if let Some(value) = Parser::new(trimmed, true).document() {
+        return Some(value);
+    }
+    find_container(text)
+}
+
 /// The first JSON container (`{...}` or `[...]`) in `text`, repaired; `None` when there is no bracket.
 pub fn find_container(text: &str) -> Option<Json> {
     let start = text.find(['{', '['])?;

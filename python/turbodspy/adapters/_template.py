@@ -14,7 +14,9 @@ from typing import Any
 from turbodspy._core import Template
 from turbodspy.adapters.types.history import History
 from turbodspy.adapters.utils import (
+    annotation_allows_none,
     expand_custom_type_markers,
+    field_coercer,
     field_description,
     format_field_value,
     get_annotation_name,
@@ -22,7 +24,7 @@ from turbodspy.adapters.utils import (
     translate_field_type,
 )
 
-_templates: weakref.WeakKeyDictionary[type, dict[str, Template]] = weakref.WeakKeyDictionary()
+_templates: weakref.WeakKeyDictionary[type, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 def template_for(signature: type, style: str) -> Template:
@@ -34,6 +36,46 @@ def template_for(signature: type, style: str) -> Template:
     template = _compile(signature, style)
     _templates.setdefault(signature, {})[style] = template
     return template
+
+
+class ParsePlan:
+    """How to turn a signature's parsed output texts into typed values: one coercer per field, and what a
+    missing field becomes (its default, its default factory's value, or None when its type allows None)."""
+
+    __slots__ = ("coercers", "fields", "names")
+
+    def __init__(self, signature: type):
+        self.fields = dict(signature.output_fields)
+        self.names = tuple(self.fields)
+        self.coercers = {name: field_coercer(field.annotation) for name, field in self.fields.items()}
+
+    def complete(self, parsed: dict[str, Any]) -> dict[str, Any]:
+        """`parsed` in signature order, with missing optional fields filled (`apply_output_field_defaults`)."""
+        if len(parsed) == len(self.names):
+            try:
+                return {name: parsed[name] for name in self.names}
+            except KeyError:
+                pass
+        completed = {}
+        for name, field in self.fields.items():
+            if name in parsed:
+                completed[name] = parsed[name]
+            elif not field.is_required():
+                completed[name] = field.get_default(call_default_factory=True)
+            elif annotation_allows_none(field.annotation):
+                completed[name] = None
+        return completed
+
+
+def parse_plan_for(signature: type) -> ParsePlan:
+    """The parse plan of `signature`, built on first use."""
+    try:
+        return _templates[signature]["parse"]
+    except KeyError:
+        pass
+    plan = ParsePlan(signature)
+    _templates.setdefault(signature, {})["parse"] = plan
+    return plan
 
 
 def history_field_name(signature: type) -> str | None:

@@ -12,11 +12,7 @@ from pydantic.fields import FieldInfo
 
 from turbodspy.adapters import _template
 from turbodspy.adapters.base import Adapter
-from turbodspy.adapters.utils import (
-    apply_output_field_defaults,
-    format_field_value,
-    parse_value,
-)
+from turbodspy.adapters.utils import format_field_value
 from turbodspy.errors import AdapterParseError
 
 
@@ -149,13 +145,13 @@ class ChatAdapter(Adapter):
     def parse(self, signature: type, completion: str) -> dict[str, Any]:
         """The output fields in `completion`'s `[[ ## name ## ]]` sections, coerced to their annotations."""
         fields = _template.template_for(signature, "chat").split_chat(completion)
-        output_fields = signature.output_fields
+        plan = _template.parse_plan_for(signature)
         for name, text in fields.items():
-            annotation = output_fields[name].annotation
-            if annotation is str:
+            coerce = plan.coercers[name]
+            if coerce is str:
                 continue
             try:
-                fields[name] = parse_value(text, annotation)
+                fields[name] = coerce(text)
             except ValueError as e:
                 raise AdapterParseError(
                     adapter_name="ChatAdapter",
@@ -163,8 +159,8 @@ class ChatAdapter(Adapter):
                     lm_response=completion,
                     message=f"Failed to parse field {name} with value {text} from the LM response. Error message: {e}",
                 ) from e
-        fields = apply_output_field_defaults(signature, fields)
-        if fields.keys() != output_fields.keys():
+        fields = plan.complete(fields)
+        if len(fields) != len(plan.names):
             raise AdapterParseError(
                 adapter_name="ChatAdapter", signature=signature, lm_response=completion, parsed_result=fields
             )

@@ -14,8 +14,9 @@ from typing import Any, get_origin
 import pydantic
 
 from turbodspy._core import parse_json_object
+from turbodspy.adapters import _template
 from turbodspy.adapters.chat_adapter import ChatAdapter, FieldInfoWithName
-from turbodspy.adapters.utils import apply_output_field_defaults, format_field_value, parse_value, serialize_for_json
+from turbodspy.adapters.utils import format_field_value, serialize_for_json
 from turbodspy.errors import AdapterParseError
 
 logger = logging.getLogger(__name__)
@@ -93,11 +94,12 @@ class JSONAdapter(ChatAdapter):
                 lm_response=completion,
                 message="LM response cannot be serialized to a JSON object.",
             )
-        output_fields = signature.output_fields
-        fields = {k: v for k, v in fields.items() if k in output_fields}
+        plan = _template.parse_plan_for(signature)
+        coercers = plan.coercers
+        fields = {k: v for k, v in fields.items() if k in coercers}
         for name, value in fields.items():
             try:
-                fields[name] = parse_value(value, output_fields[name].annotation)
+                fields[name] = coercers[name](value)
             except ValueError as exc:
                 raise AdapterParseError(
                     adapter_name=type(self).__name__,
@@ -106,8 +108,8 @@ class JSONAdapter(ChatAdapter):
                     message=f"Failed to parse field {name}: {exc}",
                     parsed_result=fields,
                 ) from exc
-        fields = apply_output_field_defaults(signature, fields)
-        if fields.keys() != output_fields.keys():
+        fields = plan.complete(fields)
+        if len(fields) != len(plan.names):
             raise AdapterParseError(
                 adapter_name="JSONAdapter", signature=signature, lm_response=completion, parsed_result=fields
             )

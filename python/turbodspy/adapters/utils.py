@@ -14,13 +14,13 @@ import inspect
 import json
 import re
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import TypeAdapter
 from pydantic.fields import FieldInfo
 
-from turbodspy._core import parse_json_container
+from turbodspy._core import parse_json_container, parse_json_value
 
 CUSTOM_TYPE_START_IDENTIFIER = "<<CUSTOM-TYPE-START-IDENTIFIER>>"
 CUSTOM_TYPE_END_IDENTIFIER = "<<CUSTOM-TYPE-END-IDENTIFIER>>"
@@ -189,19 +189,11 @@ def find_enum_member(enum_type: type[enum.Enum], identifier: Any) -> enum.Enum:
     raise ValueError(f"{identifier} is not a valid name or value for the enum {enum_type.__name__}")
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(name)
-
-
 def _json_candidate(value: str) -> Any:
     """What a field's text means as data: JSON, else the first JSON container in it, else a Python literal."""
-    try:
-        return json.loads(value, parse_constant=_reject_constant)
-    except ValueError:
-        pass
-    container = parse_json_container(value)
-    if container is not None:
-        return container
+    found, candidate = parse_json_value(value)
+    if found:
+        return candidate
     try:
         return ast.literal_eval(value)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -234,6 +226,30 @@ def parse_value(value: Any, annotation: Any) -> Any:
         return _cached_type_adapter(annotation).validate_python(value)
     candidate = _json_candidate(value)
     return _cached_type_adapter(annotation).validate_python(candidate)
+
+
+def field_coercer(annotation: Any) -> Callable[[Any], Any]:
+    """`parse_value` specialised once for `annotation` (what a compiled signature keeps per output field)."""
+    if annotation is str:
+        return str
+    if isinstance(annotation, enum.EnumMeta):
+        return functools.partial(find_enum_member, annotation)
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return functools.partial(_parse_as, annotation=annotation)
+    adapter = _cached_type_adapter(annotation)
+    if origin in (Union, types.UnionType) and type(None) in get_args(annotation) and str in get_args(annotation):
+        return adapter.validate_python
+    validate = adapter.validate_python
+
+    def coerce(value: Any) -> Any:
+        return validate(_json_candidate(value) if isinstance(value, str) else value)
+
+    return coerce
+
+
+def _parse_as(value: Any, annotation: Any) -> Any:
+    return parse_value(value, annotation)
 
 
 _MARKER = re.compile(rf"{CUSTOM_TYPE_START_IDENTIFIER}(.*?){CUSTOM_TYPE_END_IDENTIFIER}", re.DOTALL)
