@@ -123,3 +123,24 @@ def test_turbodspy_exports_the_adapters() -> None:
     assert turbodspy.JSONAdapter is JSONAdapter
     assert turbodspy.History is History
     assert issubclass(ChatAdapter, turbodspy.Adapter)
+
+
+class Bracketed(ChatAdapter):
+    def format_field_with_value(self, fields_with_values):
+        return "\n".join(f"<{field.name}>{value}</{field.name}>" for field, value in fields_with_values.items())
+
+
+class BracketedJSON(JSONAdapter):
+    def format_field_with_value(self, fields_with_values, role="user"):
+        return "\n".join(f"<{role}:{field.name}>{value}" for field, value in fields_with_values.items())
+
+
+@pytest.mark.parametrize(("ours_cls", "theirs_base"), [(Bracketed, "ChatAdapter"), (BracketedJSON, "JSONAdapter")])
+def test_format_field_with_value_override_shapes_structure_and_demos_like_dspy(ours_cls, theirs_base) -> None:
+    theirs_cls = type(
+        "Theirs", (getattr(dspy, theirs_base),), {"format_field_with_value": ours_cls.format_field_with_value}
+    )
+    (sig, demos, inputs), (dsig, ddemos, dinputs) = both("typed-values")
+    messages = ours_cls().format(sig, demos, inputs)
+    assert "<" in messages[0]["content"] and "<" in messages[2]["content"]
+    assert messages == theirs_cls().format(dsig, ddemos, dinputs)

@@ -42,6 +42,8 @@ class Adapter:
     _template_style: str | None = None
     # The style `format` may render in one Rust call: set per class by `__init_subclass__`.
     _fast_style: str | None = None
+    # Whether the class replaced `format_field_with_value` (structure and assistant text then go through it).
+    _custom_field_layout: bool = False
 
     def __init__(
         self,
@@ -65,12 +67,14 @@ class Adapter:
                 wrapped._reports_to_callbacks = True
                 setattr(cls, name, wrapped)
         cls._fast_style = _fast_style_of(cls)
+        cls._custom_field_layout = _overrides(cls, "format_field_with_value")
 
     def _call_preprocess(self, lm: Any, lm_kwargs: dict[str, Any], signature: type, inputs: dict[str, Any]) -> type:
-        # Native tool calling and native response types need dspy.Tool/ToolCalls types turbodspy does not have:
-        # tool options are dropped as DSPy does when native function calling is off.
-        for key in ("tools", "tool_choice", "parallel_tool_calls"):
-            lm_kwargs.pop(key, None)
+        # Tool options are dropped when native function calling is off, as in DSPy. (Signatures with dspy.Tool /
+        # ToolCalls fields are not supported: turbodspy has no tool types.)
+        if not self.use_native_function_calling:
+            for key in ("tools", "tool_choice", "parallel_tool_calls"):
+                lm_kwargs.pop(key, None)
         return signature
 
     def _call_postprocess(
@@ -265,6 +269,14 @@ class Adapter:
     def parse(self, signature: type, completion: str) -> dict[str, Any]:
         """The output fields in `completion`, coerced to their types; raises AdapterParseError when they are not."""
         raise NotImplementedError
+
+
+def _overrides(cls: type, name: str) -> bool:
+    """Whether `cls` replaces method `name` of its nearest turbodspy adapter."""
+    for base in cls.__mro__:
+        if vars(base).get("_template_style") is not None:
+            return getattr(cls, name) is not getattr(base, name)
+    return False
 
 
 def _fast_style_of(cls: type) -> str | None:

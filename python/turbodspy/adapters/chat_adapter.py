@@ -12,13 +12,20 @@ from pydantic.fields import FieldInfo
 
 from turbodspy.adapters import _template
 from turbodspy.adapters.base import Adapter
-from turbodspy.adapters.utils import format_field_value
+from turbodspy.adapters.utils import format_field_value, translate_field_type
 from turbodspy.errors import AdapterParseError
 
 
 class FieldInfoWithName(NamedTuple):
     name: str
     info: FieldInfo
+
+
+STRUCTURE_INTRO = "All interactions will be structured in the following way, with the appropriate values filled in."
+
+
+def _type_notes(fields: dict[str, FieldInfo]) -> dict[FieldInfoWithName, str]:
+    return {FieldInfoWithName(name=k, info=v): translate_field_type(k, v) for k, v in fields.items()}
 
 
 class ChatAdapter(Adapter):
@@ -102,6 +109,14 @@ class ChatAdapter(Adapter):
 
     def format_field_structure(self, signature: type) -> str:
         """Each input and output field in its `[[ ## name ## ]]` section, then `[[ ## completed ## ]]`."""
+        if self._custom_field_layout:
+            parts = [
+                STRUCTURE_INTRO,
+                self.format_field_with_value(_type_notes(signature.input_fields)),
+                self.format_field_with_value(_type_notes(signature.output_fields)),
+                "[[ ## completed ## ]]\n",
+            ]
+            return "\n\n".join(parts).strip()
         return self._template(signature).field_structure()
 
     def format_task_description(self, signature: type) -> str:
@@ -131,6 +146,14 @@ class ChatAdapter(Adapter):
         outputs: dict[str, Any],
         missing_field_message: str | None = None,
     ) -> str:
+        if self._custom_field_layout:
+            content = self.format_field_with_value(
+                {
+                    FieldInfoWithName(name=k, info=v): outputs.get(k, missing_field_message)
+                    for k, v in signature.output_fields.items()
+                }
+            )
+            return content + "\n\n[[ ## completed ## ]]\n"
         return self._template(signature).assistant_content(
             outputs, None if missing_field_message is None else str(missing_field_message)
         )

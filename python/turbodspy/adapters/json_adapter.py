@@ -15,7 +15,7 @@ import pydantic
 
 from turbodspy._core import parse_json_object
 from turbodspy.adapters import _template
-from turbodspy.adapters.chat_adapter import ChatAdapter, FieldInfoWithName
+from turbodspy.adapters.chat_adapter import STRUCTURE_INTRO, ChatAdapter, FieldInfoWithName, _type_notes
 from turbodspy.adapters.utils import format_field_value, serialize_for_json
 from turbodspy.errors import AdapterParseError
 
@@ -73,6 +73,38 @@ class JSONAdapter(ChatAdapter):
     ) -> list[dict[str, Any]]:
         self._prepare_response_format(lm, lm_kwargs, signature)
         return await super().acall(lm, lm_kwargs, signature, demos, inputs)
+
+    def format_field_structure(self, signature: type) -> str:
+        """Inputs in `[[ ## name ## ]]` sections; outputs as a JSON object of type notes."""
+        if self._custom_field_layout:
+            parts = [
+                STRUCTURE_INTRO,
+                "Inputs will have the following structure:",
+                self.format_field_with_value(_type_notes(signature.input_fields), role="user"),
+                "Outputs will be a JSON object with the following fields.",
+                self.format_field_with_value(_type_notes(signature.output_fields), role="assistant"),
+            ]
+            return "\n\n".join(parts).strip()
+        return self._template(signature).field_structure()
+
+    def format_assistant_message_content(
+        self,
+        signature: type,
+        outputs: dict[str, Any],
+        missing_field_message: str | None = None,
+    ) -> str:
+        """The output fields as an indented JSON object; absent ones hold `missing_field_message`."""
+        if self._custom_field_layout:
+            return self.format_field_with_value(
+                {
+                    FieldInfoWithName(name=k, info=v): outputs.get(k, missing_field_message)
+                    for k, v in signature.output_fields.items()
+                },
+                role="assistant",
+            )
+        return self._template(signature).assistant_content(
+            outputs, None if missing_field_message is None else str(missing_field_message)
+        )
 
     def format_field_with_value(self, fields_with_values: dict[FieldInfoWithName, Any], role: str = "user") -> str:
         """User role: `[[ ## name ## ]]` sections; assistant role: one indented JSON object."""
