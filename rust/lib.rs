@@ -3,8 +3,9 @@
 
 pub mod call_id;
 pub mod key;
-pub mod store;
 pub mod signature;
+pub mod store;
+pub mod template;
 
 #[cfg(feature = "python")]
 mod py;

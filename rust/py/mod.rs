@@ -4,6 +4,7 @@ use pyo3::prelude::*;
 
 mod key;
 mod store;
+mod template;
 
 /// A fresh UUID4 string for a history entry.
 #[pyfunction]
@@ -29,5 +30,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "SignatureSyntaxError",
         m.py().get_type::<signature::SignatureSyntaxError>(),
     )?;
+    m.add_class::<template::Template>()?;
+    m.add_function(wrap_pyfunction!(template::parse_json_object, m)?)?;
+    m.add_function(wrap_pyfunction!(template::parse_json_container, m)?)?;
+    m.add_function(wrap_pyfunction!(template::parse_json_value, m)?)?;
     Ok(())
 }
