@@ -21,12 +21,26 @@ from turbodspy.errors import (
     LMUnsupportedFeatureError,
     LMUnsupportedModelError,
 )
+from turbodspy.evaluate import Evaluate, EvaluationResult
+from turbodspy.predict import Parallel
+from turbodspy.primitives import BaseModule, Completions, Example, Module, Prediction
 from turbodspy.settings import configure, context, settings
+from turbodspy.utils.asyncify import asyncify
+from turbodspy.utils.callback import BaseCallback
+from turbodspy.utils.usage_tracker import track_usage
+
+from turbodspy import utils  # isort: skip
 
 __all__ = [
     "AdapterParseError",
+    "BaseCallback",
+    "BaseModule",
+    "Completions",
     "ContextWindowExceededError",
     "DSPyError",
+    "Evaluate",
+    "EvaluationResult",
+    "Example",
     "LMAuthError",
     "LMConfigurationError",
     "LMError",
@@ -38,8 +52,14 @@ __all__ = [
     "LMTransportError",
     "LMUnsupportedFeatureError",
     "LMUnsupportedModelError",
+    "Module",
+    "Parallel",
+    "Prediction",
     "__version__",
+    "asyncify",
     "configure",
     "context",
     "settings",
+    "track_usage",
+    "utils",
 ]
