@@ -5,6 +5,10 @@ first provider call, never here.
 """
 
 from turbodspy._core import __version__
+from turbodspy.clients.base_lm import BaseLM
+from turbodspy.clients.cache import Cache, configure_cache
+from turbodspy.clients.history import inspect_history
+from turbodspy.clients.lm import LM
 from turbodspy.errors import (
     AdapterParseError,
     ContextWindowExceededError,
@@ -31,10 +35,16 @@ from turbodspy.utils.usage_tracker import track_usage
 
 from turbodspy import utils  # isort: skip
 
+# The process-wide response cache; `configure_cache(...)` or plain assignment replaces it.
+cache = Cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=None)
+
 __all__ = [
+    "LM",
     "AdapterParseError",
     "BaseCallback",
+    "BaseLM",
     "BaseModule",
+    "Cache",
     "Completions",
     "ContextWindowExceededError",
     "DSPyError",
@@ -57,8 +67,11 @@ __all__ = [
     "Prediction",
     "__version__",
     "asyncify",
+    "cache",
     "configure",
+    "configure_cache",
     "context",
+    "inspect_history",
     "settings",
     "track_usage",
     "utils",

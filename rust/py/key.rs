@@ -37,7 +37,11 @@ pub fn request_key(
 }
 
 /// Converts with owned strings, so the result outlives the GIL; `text_bytes` counts their size.
-fn to_json(value: &Bound<'_, PyAny>, depth: usize, text_bytes: &mut usize) -> PyResult<Json<'static>> {
+fn to_json(
+    value: &Bound<'_, PyAny>,
+    depth: usize,
+    text_bytes: &mut usize,
+) -> PyResult<Json<'static>> {
     if depth > MAX_DEPTH {
         return Err(UnsupportedValueError::new_err(
             "request nests deeper than 128 levels",
@@ -75,7 +79,10 @@ fn to_json(value: &Bound<'_, PyAny>, depth: usize, text_bytes: &mut usize) -> Py
             let key = k
                 .cast::<PyString>()
                 .map_err(|_| UnsupportedValueError::new_err("Dict key must be str"))?;
-            members.push((key.to_str()?.to_owned().into(), to_json(&v, depth + 1, text_bytes)?));
+            members.push((
+                key.to_str()?.to_owned().into(),
+                to_json(&v, depth + 1, text_bytes)?,
+            ));
         }
         return Ok(Json::Object(members));
     }

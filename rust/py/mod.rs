@@ -4,10 +4,17 @@ use pyo3::prelude::*;
 
 mod key;
 
+/// A fresh UUID4 string for a history entry.
+#[pyfunction]
+fn call_id() -> String {
+    crate::call_id::uuid4()
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(key::request_key, m)?)?;
+    m.add_function(wrap_pyfunction!(call_id, m)?)?;
     m.add(
         "UnsupportedValueError",
         m.py().get_type::<key::UnsupportedValueError>(),

@@ -7,12 +7,13 @@ A call records the module on `settings.caller_modules`, reports to callbacks, an
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TextIO
 
 from turbodspy.primitives.base_module import BaseModule
 from turbodspy.primitives.example import Example
 from turbodspy.primitives.prediction import Prediction
-from turbodspy.settings import _overrides, settings
+from turbodspy.clients.history import CallHistory, pretty_print_history
+from turbodspy.settings import current, settings
 from turbodspy.utils.callback import with_callbacks
 from turbodspy.utils.usage_tracker import track_usage
 
@@ -30,7 +31,7 @@ class ProgramMeta(type):
             if not hasattr(obj, "callbacks"):
                 obj.callbacks = []
             if not hasattr(obj, "history"):
-                obj.history = []
+                obj.history = CallHistory()
         return obj
 
 
@@ -40,12 +41,13 @@ class Module(BaseModule, metaclass=ProgramMeta):
     def _base_init(self) -> None:
         self._compiled = False
         self.callbacks = []
-        self.history = []
+        self.history = CallHistory()
 
     def __init__(self, callbacks: list | None = None) -> None:
         self.callbacks = callbacks or []
         self._compiled = False
-        self.history = []
+        # The LM calls made under this module (bounded by `settings.max_history_size`).
+        self.history = CallHistory()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -55,13 +57,14 @@ class Module(BaseModule, metaclass=ProgramMeta):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.__dict__.setdefault("history", [])
+        self.__dict__.setdefault("history", CallHistory())
         self.__dict__.setdefault("callbacks", [])
 
     @with_callbacks
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with settings.context(caller_modules=[*(settings.caller_modules or ()), self]):
-            if settings.track_usage and (_overrides.get() or {}).get("usage_tracker") is None:
+        config = current()
+        with settings.context(caller_modules=[*(config["caller_modules"] or ()), self]):
+            if config["track_usage"] and config["usage_tracker"] is None:
                 with track_usage() as tracker:
                     output = self.forward(*args, **kwargs)
                 self._set_lm_usage(tracker.get_total_tokens(), output)
@@ -70,8 +73,9 @@ class Module(BaseModule, metaclass=ProgramMeta):
 
     @with_callbacks
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
-        with settings.context(caller_modules=[*(settings.caller_modules or ()), self]):
-            if settings.track_usage and (_overrides.get() or {}).get("usage_tracker") is None:
+        config = current()
+        with settings.context(caller_modules=[*(config["caller_modules"] or ()), self]):
+            if config["track_usage"] and config["usage_tracker"] is None:
                 with track_usage() as tracker:
                     output = await self.aforward(*args, **kwargs)
                 self._set_lm_usage(tracker.get_total_tokens(), output)
@@ -119,11 +123,9 @@ class Module(BaseModule, metaclass=ProgramMeta):
             _set_by_path(self, name, func(predictor))
         return self
 
-    def inspect_history(self, n: int = 1) -> None:
+    def inspect_history(self, n: int = 1, file: TextIO | None = None) -> None:
         """Print the last `n` LM calls this module made (as `turbodspy.inspect_history` does)."""
-        from turbodspy.clients import history as _history  # type: ignore[attr-defined]
-
-        _history.pretty_print_history(self.history, n)
+        pretty_print_history(self.history, n, file=file)
 
     def __repr__(self) -> str:
         return "\n".join(f"{name} = {param}" for name, param in self.named_predictors())
