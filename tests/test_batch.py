@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 import time
@@ -136,7 +137,7 @@ def test_requests_per_minute_spaces_starts():
 
     Stamp().batch(examples(range(4)), num_threads=4, requests_per_minute=600, disable_progress_bar=True)
     starts.sort()
-    assert all(b - a >= 0.09 for a, b in zip(starts, starts[1:], strict=False))
+    assert all(b - a >= 0.09 for a, b in itertools.pairwise(starts))
     with pytest.raises(ValueError, match="requests_per_minute"):
         Stamp().batch(examples(range(2)), requests_per_minute=-1, disable_progress_bar=True)
 
@@ -186,9 +187,9 @@ def test_evaluate_scores_and_reports_per_example_results(tmp_path, capsys):
     devset = examples([1, 2, 3, -4])
     devset[1] = devset[1].copy(label=0)
     out_json = tmp_path / "results.json"
-    result = dspy.Evaluate(
-        devset=devset, metric=metric, num_threads=2, display_table=True, save_as_json=str(out_json)
-    )(program)
+    result = dspy.Evaluate(devset=devset, metric=metric, num_threads=2, display_table=True, save_as_json=str(out_json))(
+        program
+    )
     assert result.score == 50.0
     assert [score for *_, score in result.results] == [1.0, 0.0, 1.0, 0.0]
     assert result.results[3][1] == dspy.Prediction()

@@ -26,7 +26,7 @@ from turbodspy.errors import (
     LMUnsupportedModelError,
 )
 from turbodspy.evaluate import Evaluate, EvaluationResult
-from turbodspy.predict import Parallel
+from turbodspy.predict import ChainOfThought, Parallel, Predict
 from turbodspy.primitives import BaseModule, Completions, Example, Module, Prediction
 from turbodspy.settings import configure, context, settings
 from turbodspy.utils.asyncify import asyncify
@@ -45,6 +45,7 @@ __all__ = [
     "BaseLM",
     "BaseModule",
     "Cache",
+    "ChainOfThought",
     "Completions",
     "ContextWindowExceededError",
     "DSPyError",
@@ -64,6 +65,7 @@ __all__ = [
     "LMUnsupportedModelError",
     "Module",
     "Parallel",
+    "Predict",
     "Prediction",
     "__version__",
     "asyncify",

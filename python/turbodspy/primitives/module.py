@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Any, TextIO
 
+from turbodspy.clients.history import CallHistory, pretty_print_history
 from turbodspy.primitives.base_module import BaseModule
 from turbodspy.primitives.example import Example
 from turbodspy.primitives.prediction import Prediction
-from turbodspy.clients.history import CallHistory, pretty_print_history
 from turbodspy.settings import current, settings
 from turbodspy.utils.callback import with_callbacks
 from turbodspy.utils.usage_tracker import track_usage
