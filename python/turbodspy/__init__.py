@@ -26,6 +26,9 @@ from turbodspy.errors import (
     LMUnsupportedFeatureError,
     LMUnsupportedModelError,
 )
+from turbodspy.evaluate import Evaluate, EvaluationResult
+from turbodspy.predict import ChainOfThought, Parallel, Predict
+from turbodspy.primitives import BaseModule, Completions, Example, Module, Prediction
 from turbodspy.settings import configure, context, settings
 from turbodspy.signatures import (
     InputField,
@@ -40,6 +43,11 @@ from turbodspy.signatures import (
     infer_prefix,
     make_signature,
 )
+from turbodspy.utils.asyncify import asyncify
+from turbodspy.utils.callback import BaseCallback
+from turbodspy.utils.usage_tracker import track_usage
+
+from turbodspy import utils  # isort: skip
 
 # The process-wide response cache; `configure_cache(...)` or plain assignment replaces it.
 cache = Cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=None)
@@ -48,11 +56,18 @@ __all__ = [
     "LM",
     "Adapter",
     "AdapterParseError",
+    "BaseCallback",
     "BaseLM",
+    "BaseModule",
     "Cache",
+    "ChainOfThought",
     "ChatAdapter",
+    "Completions",
     "ContextWindowExceededError",
     "DSPyError",
+    "Evaluate",
+    "EvaluationResult",
+    "Example",
     "History",
     "InputField",
     "JSONAdapter",
@@ -67,14 +82,19 @@ __all__ = [
     "LMTransportError",
     "LMUnsupportedFeatureError",
     "LMUnsupportedModelError",
+    "Module",
     "OldField",
     "OldInputField",
     "OldOutputField",
     "OutputField",
+    "Parallel",
+    "Predict",
+    "Prediction",
     "Signature",
     "SignatureMeta",
     "SignatureSyntaxError",
     "__version__",
+    "asyncify",
     "cache",
     "configure",
     "configure_cache",
@@ -84,4 +104,6 @@ __all__ = [
     "inspect_history",
     "make_signature",
     "settings",
+    "track_usage",
+    "utils",
 ]
