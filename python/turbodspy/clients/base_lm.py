@@ -20,7 +20,6 @@ from turbodspy.clients.cache import IGNORED_KEY_ARGS, CacheEntry
 from turbodspy.clients.history import CallHistory, pretty_print_history, record_history
 from turbodspy.clients.response import CachedResponse, get_field, response_to_data
 from turbodspy.settings import current as current_settings
-from turbodspy.utils.callback import with_callbacks
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -92,12 +91,18 @@ class BaseLM:
         return await self._acall(prompt, messages, kwargs, config)
 
     # Callbacks see these (on_lm_start/end); calls without callbacks skip the wrapper entirely.
-    @with_callbacks
     def _call_observed(self, prompt: str | None = None, messages: list | None = None, **kwargs: Any) -> list:
+        return _observed(BaseLM._call_observed_body)(self, prompt, messages=messages, **kwargs)
+
+    async def _acall_observed(self, prompt: str | None = None, messages: list | None = None, **kwargs: Any) -> list:
+        return await _observed(BaseLM._acall_observed_body)(self, prompt, messages=messages, **kwargs)
+
+    def _call_observed_body(self, prompt: str | None = None, messages: list | None = None, **kwargs: Any) -> list:
         return self._call(prompt, messages, kwargs, current_settings())
 
-    @with_callbacks
-    async def _acall_observed(self, prompt: str | None = None, messages: list | None = None, **kwargs: Any) -> list:
+    async def _acall_observed_body(
+        self, prompt: str | None = None, messages: list | None = None, **kwargs: Any
+    ) -> list:
         return await self._acall(prompt, messages, kwargs, current_settings())
 
     def forward(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> Any:
@@ -311,6 +316,19 @@ class BaseLM:
         if not (isinstance(lm_class, type) and issubclass(lm_class, BaseLM)):
             raise TypeError(f"Serialized LM class `{class_path}` must be a subclass of turbodspy.BaseLM.")
         return lm_class.load_state(state)
+
+
+_observed_cache: dict[Any, Any] = {}
+
+
+def _observed(fn: Any) -> Any:
+    """`fn` wrapped by the callback machinery, which loads only once some caller registers a callback."""
+    wrapped = _observed_cache.get(fn)
+    if wrapped is None:
+        from turbodspy.utils.callback import with_callbacks
+
+        wrapped = _observed_cache[fn] = with_callbacks(fn)
+    return wrapped
 
 
 class _Derived:
