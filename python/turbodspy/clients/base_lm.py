@@ -8,7 +8,6 @@ dictionary lookup and one history entry.
 from __future__ import annotations
 
 import copy
-import datetime
 import importlib
 import warnings
 from typing import TYPE_CHECKING, Any, TextIO
@@ -17,9 +16,10 @@ import turbodspy as _package
 from turbodspy import _core
 from turbodspy.clients import single_flight
 from turbodspy.clients.cache import IGNORED_KEY_ARGS, CacheEntry
-from turbodspy.clients.history import CallHistory, pretty_print_history, record_history
+from turbodspy.clients.history import CallHistory, pretty_print_history, record_history, timestamp
 from turbodspy.clients.response import CachedResponse, get_field, response_to_data
 from turbodspy.settings import current as current_settings
+from turbodspy.settings import current_overrides, global_config
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -76,7 +76,7 @@ class BaseLM:
 
     def __call__(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> list:
         """Call the LM with a prompt or a list of messages; returns the list of outputs (one per choice)."""
-        config = current_settings()
+        config = current_overrides() or global_config
         if self.callbacks or config["callbacks"]:
             return self._call_observed(prompt, messages=messages, **kwargs)
         return self._call(prompt, messages, kwargs, config)
@@ -170,11 +170,16 @@ class BaseLM:
         if use_cache:
             cache = _package.cache
             if cache.enabled:  # an attribute, not a property: this is the hot path
+                identifier = self._cache_identifier(asynchronous)
                 try:
-                    call.key = cache.cache_key(request, IGNORED_KEY_ARGS, self._cache_identifier(asynchronous))
+                    call.key = _core.request_key(request, IGNORED_KEY_ARGS, identifier)
                     call.cache = cache
-                except (TypeError, ValueError):
-                    pass  # a request that is not data goes uncached, as in DSPy
+                except _core.UnsupportedValueError:
+                    try:  # pydantic models and callables get DSPy's treatment first
+                        call.key = cache.cache_key(request, IGNORED_KEY_ARGS, identifier)
+                        call.cache = cache
+                    except (TypeError, ValueError):
+                        pass  # a request that is not data goes uncached, as in DSPy
         return call
 
     def _cache_identifier(self, asynchronous: bool) -> str:
@@ -236,7 +241,7 @@ class BaseLM:
             "outputs": list(outputs),
             "usage": usage,
             "cost": cost,
-            "timestamp": datetime.datetime.now().isoformat(),
+            "timestamp": timestamp(),
             "uuid": _core.call_id(),
             "model": self.model,
             "response_model": response_model,
