@@ -22,7 +22,15 @@ from types import TracebackType
 from typing import Any
 
 from turbodspy.testing import wire
-from turbodspy.testing.answers import Reply, arguments_for, compose, count_tokens, reasoning_for, truncate_tokens
+from turbodspy.testing.answers import (
+    Reply,
+    arguments_for,
+    compose,
+    count_tokens,
+    embedding_of,
+    reasoning_for,
+    truncate_tokens,
+)
 
 ScriptEntry = str | Reply
 ScriptFunction = Callable[..., "str | Reply | None"]
@@ -43,6 +51,8 @@ _FAULT_ALIASES = {
 }
 
 _GENERATION_ROUTES = (
+    ("/embeddings", wire.API_EMBEDDINGS),
+    ("/api/embed", wire.API_EMBEDDINGS),
     ("/chat/completions", wire.API_CHAT),
     ("/completions", wire.API_COMPLETIONS),
     ("/responses", wire.API_RESPONSES),
@@ -50,6 +60,10 @@ _GENERATION_ROUTES = (
     ("/api/chat", wire.API_OLLAMA_CHAT),
     ("/api/generate", wire.API_OLLAMA_GENERATE),
 )
+
+
+def _generation_api(path: str) -> str | None:
+    return next((api for suffix, api in _GENERATION_ROUTES if path.endswith(suffix)), None)
 
 
 class Headers(Mapping[str, str]):
@@ -135,6 +149,7 @@ class LocalLLMServer:
         self._requested_port = port
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
+        self._generation = 0
         self._faults: deque[_Fault] = deque()
         self._script: deque[ScriptEntry] = deque()
         self._script_fn: ScriptFunction | None = None
@@ -227,6 +242,11 @@ class LocalLLMServer:
                 raise LookupError("the local LLM server has received no request yet")
             return self._requests[-1]
 
+    @property
+    def model_requests(self) -> list[RecordedRequest]:
+        """The recorded requests that asked for a completion or embedding (not model listings or info)."""
+        return [r for r in self.requests if r.method == "POST" and _generation_api(r.path) is not None]
+
     def clear(self) -> None:
         """Forget the recorded requests."""
         with self._lock:
@@ -235,6 +255,7 @@ class LocalLLMServer:
     def reset(self) -> None:
         """Forget requests, pending faults and scripted answers; restore the constructor's settings."""
         with self._lock:
+            self._generation += 1
             self._requests.clear()
             self._faults.clear()
             self._script.clear()
@@ -298,9 +319,15 @@ class LocalLLMServer:
 
     # Used by the handler
 
-    def _record(self, request: RecordedRequest) -> None:
+    def _record(self, request: RecordedRequest) -> int:
+        """Store a request; returns the current reset generation, so stale requests can be told apart."""
         with self._lock:
             self._requests.append(request)
+            return self._generation
+
+    def _is_stale(self, generation: int) -> bool:
+        with self._lock:
+            return generation != self._generation
 
     def _take_fault(self) -> _Fault | None:
         with self._lock:
@@ -415,19 +442,21 @@ class _Handler(BaseHTTPRequestHandler):
             request_id=self._request_id,
             timestamp=time.time(),
         )
-        owner._record(record)
+        self._generation = owner._record(record)
         self._api = wire.API_CHAT
 
         try:
-            for suffix, api in _GENERATION_ROUTES:
-                if path.endswith(suffix) and self.command == "POST":
-                    self._api = api
-                    if raw and body is None:
-                        self._error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
-                        return
+            api = _generation_api(path) if self.command == "POST" else None
+            if api is not None:
+                self._api = api
+                if raw and body is None:
+                    self._error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
+                elif api == wire.API_EMBEDDINGS:
+                    self._embed(owner, record)
+                else:
                     self._generate(owner, record, api)
-                    return
-            self._serve_info(owner, path)
+            else:
+                self._serve_info(owner, path)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
@@ -456,15 +485,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     # Generation
 
-    def _generate(self, owner: LocalLLMServer, record: RecordedRequest, api: str) -> None:
+    def _admit(self, owner: LocalLLMServer, record: RecordedRequest) -> bool:
+        """Apply latency, the API-key check and any injected fault; False when the request was answered."""
         if owner.latency > 0:
             time.sleep(owner.latency)
+        # A request still waiting when the server was reset belongs to a finished test: it is answered
+        # plainly and must not take the faults or scripted answers meant for the next one.
+        self._stale = owner._is_stale(self._generation)
         if owner.api_key is not None and not self._authorised(owner.api_key, record.headers):
             self._fault_response(_Fault("401", None, None), record)
-            return
-        fault = owner._take_fault()
+            return False
+        fault = None if self._stale else owner._take_fault()
         if fault is not None:
             self._fault_response(fault, record)
+            return False
+        return True
+
+    def _generate(self, owner: LocalLLMServer, record: RecordedRequest, api: str) -> None:
+        if not self._admit(owner, record):
             return
         try:
             ask = wire.parse(api, record.body)
@@ -489,6 +527,18 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(200, wire.render(ask, choices))
 
+    def _embed(self, owner: LocalLLMServer, record: RecordedRequest) -> None:
+        """Deterministic unit vectors, one per input text (OpenAI `/v1/embeddings`, Ollama `/api/embed`)."""
+        if not self._admit(owner, record):
+            return
+        try:
+            model, texts, dimensions = wire.parse_embedding(record.body)
+        except wire.BadRequest as exc:
+            self._error(400, str(exc), "invalid_request_error")
+            return
+        vectors = [embedding_of(text, dimensions) for text in texts]
+        self._json(200, wire.render_embeddings(record.path.endswith("/api/embed"), model, texts, vectors))
+
     @staticmethod
     def _authorised(expected: str, headers: Headers) -> bool:
         given = headers.get("x-api-key") or headers.get("api-key")
@@ -502,7 +552,7 @@ class _Handler(BaseHTTPRequestHandler):
         index = 0
         for prompt_index, conversation in enumerate(ask.conversations):
             for choice_index in range(ask.n):
-                scripted = owner._scripted(record, index)
+                scripted = None if self._stale else owner._scripted(record, index)
                 reply = Reply(text=scripted) if isinstance(scripted, str) else scripted or Reply()
                 choices.append(self._choice(ask, conversation, choice_index, prompt_index, reply))
                 index += 1
