@@ -638,7 +638,13 @@ def test_async_clients_share_the_server(llm_server):
     async def main() -> list[str]:
         return await asyncio.gather(*(ask(i) for i in range(16)))
 
-    answers = asyncio.run(main())
+    # In its own thread: LiteLLM's sync calls leave an unclosed event loop on the main thread, which
+    # asyncio.run() there would replace and so garbage-collect with a ResourceWarning.
+    results: list[list[str]] = []
+    runner = threading.Thread(target=lambda: results.append(asyncio.run(main())))
+    runner.start()
+    runner.join()
+    answers = results[0]
     assert all(f"async question {i}" in answer for i, answer in enumerate(answers))
     assert len(set(answers)) == 16
 
@@ -674,3 +680,55 @@ def test_a_request_still_waiting_at_reset_takes_no_later_fault(llm_server):
     assert status == 500
     _, _, raw = post(llm_server, "/v1/chat/completions", {"model": "m", "messages": USER})
     assert json.loads(raw)["choices"][0]["message"]["content"] == "for the next test"
+
+
+def test_streamed_n_choices_match_the_non_streamed_ones(llm_server):
+    expected = [c.message.content for c in chat(llm_server, n=3).choices]
+    pieces: dict[int, str] = {}
+    for chunk in chat(llm_server, n=3, stream=True):
+        for choice in chunk.choices:
+            pieces[choice.index] = pieces.get(choice.index, "") + (choice.delta.content or "")
+    assert [pieces[i] for i in range(3)] == expected
+
+
+def test_anthropic_tool_use_and_stop_sequences(llm_server):
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {"type": "object", "properties": {"term": {"type": "string"}}, "required": ["term"]},
+        },
+    }
+    response = litellm.completion(
+        model="anthropic/claude-3-opus-20240229",
+        api_base=llm_server.url,
+        api_key="k",
+        messages=USER,
+        tools=[tool],
+        tool_choice={"type": "function", "function": {"name": "lookup"}},
+        _skip_mcp_handler=True,
+    )
+    assert llm_server.last_request.body["tool_choice"] == {"type": "tool", "name": "lookup"}
+    call = response.choices[0].message.tool_calls[0]
+    assert call.function.name == "lookup" and isinstance(json.loads(call.function.arguments)["term"], str)
+    full = litellm.completion(
+        model="anthropic/claude-3-opus-20240229", api_base=llm_server.url, api_key="k", messages=USER
+    ).choices[0]
+    stopped = litellm.completion(
+        model="anthropic/claude-3-opus-20240229", api_base=llm_server.url, api_key="k", messages=USER, stop=["capital"]
+    ).choices[0]
+    assert stopped.message.content == full.message.content[: full.message.content.index("capital")]
+    assert stopped.finish_reason == "stop"
+
+
+def test_ollama_json_format(llm_server):
+    response = litellm.completion(
+        model="ollama_chat/llama3.2", api_base=llm_server.url, messages=USER, response_format={"type": "json_object"}
+    )
+    assert llm_server.model_requests[-1].body["format"] == "json"
+    assert isinstance(json.loads(response.choices[0].message.content), dict)
+
+
+def test_reply_rejects_malformed_tool_calls():
+    with pytest.raises(ValueError, match="each tool call must be"):
+        Reply(tool_calls=[{"arguments": {}}])

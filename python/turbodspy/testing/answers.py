@@ -36,6 +36,11 @@ class Reply:
     extra: dict[str, Any] = field(default_factory=dict)
     """Extra keys merged into the OpenAI chat `message` object (other wire formats ignore them)."""
 
+    def __post_init__(self) -> None:
+        for call in self.tool_calls or []:
+            if not isinstance(call, dict) or not isinstance(call.get("name"), str) or "arguments" not in call:
+                raise ValueError(f"each tool call must be {{'name': str, 'arguments': dict | str}}, got {call!r}")
+
 
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 _MARKER = re.compile(r"\[\[ ## (\w+) ## \]\]")

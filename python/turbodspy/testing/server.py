@@ -23,6 +23,7 @@ from typing import Any
 
 from turbodspy.testing import wire
 from turbodspy.testing.answers import (
+    Message,
     Reply,
     arguments_for,
     compose,
@@ -550,55 +551,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _choices(self, owner: LocalLLMServer, record: RecordedRequest, ask: wire.Ask) -> list[wire.Choice]:
         choices = []
         index = 0
-        for prompt_index, conversation in enumerate(ask.conversations):
+        for conversation in ask.conversations:
             for choice_index in range(ask.n):
                 scripted = None if self._stale else owner._scripted(record, index)
                 reply = Reply(text=scripted) if isinstance(scripted, str) else scripted or Reply()
-                choices.append(self._choice(ask, conversation, choice_index, prompt_index, reply))
+                choices.append(_build_choice(ask, conversation, choice_index, reply))
                 index += 1
         return choices
-
-    @staticmethod
-    def _choice(ask: wire.Ask, conversation: list, choice_index: int, prompt_index: int, reply: Reply) -> wire.Choice:
-        text = reply.text
-        tool_calls = [
-            {
-                "id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}",
-                "name": call["name"],
-                "arguments": call["arguments"],
-            }
-            for call in reply.tool_calls or []
-        ]
-        if text is None and not tool_calls and ask.forced_tool is not None:
-            arguments = arguments_for(ask.forced_tool["parameters"], conversation, choice_index)
-            tool_calls = [
-                {"id": f"call_{uuid.uuid4().hex[:24]}", "name": ask.forced_tool["name"], "arguments": arguments}
-            ]
-        elif text is None and not tool_calls:
-            text = compose(conversation, choice=choice_index, json_schema=ask.json_schema, json_mode=ask.json_mode)
-        reasoning = reply.reasoning_content
-        if reasoning is None and ask.thinking:
-            reasoning = reasoning_for(conversation, choice_index)
-        finish = "tool_calls" if tool_calls else "stop"
-        extra = dict(reply.extra)
-        if text is not None:
-            cut = min((text.find(s) for s in ask.stop if s and s in text), default=-1)
-            if cut >= 0:
-                extra.setdefault("stop_sequence", next(s for s in ask.stop if s and text.find(s) == cut))
-                text = text[:cut]
-            if ask.max_tokens is not None and count_tokens(text) > ask.max_tokens:
-                text = truncate_tokens(text, ask.max_tokens)
-                finish = "length"
-        if ask.api != wire.API_ANTHROPIC:
-            extra.pop("stop_sequence", None)
-        return wire.Choice(
-            text=text,
-            finish_reason=reply.finish_reason or finish,
-            reasoning=reasoning,
-            tool_calls=tool_calls,
-            extra=extra,
-            prompt_index=prompt_index,
-        )
 
     # Faults and errors
 
@@ -704,6 +663,41 @@ class _Handler(BaseHTTPRequestHandler):
         for piece in wire.render_stream(ask, choices):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
         self.wfile.write(b"0\r\n\r\n")
+
+
+def _build_choice(ask: wire.Ask, conversation: list[Message], choice_index: int, reply: Reply) -> wire.Choice:
+    """One completion: the scripted reply or the deterministic answer, cut by `stop` and `max_tokens`."""
+    text = reply.text
+    tool_calls = [
+        {"id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}", "name": call["name"], "arguments": call["arguments"]}
+        for call in reply.tool_calls or []
+    ]
+    if text is None and not tool_calls and ask.forced_tool is not None:
+        arguments = arguments_for(ask.forced_tool["parameters"], conversation, choice_index)
+        tool_calls = [{"id": f"call_{uuid.uuid4().hex[:24]}", "name": ask.forced_tool["name"], "arguments": arguments}]
+    elif text is None and not tool_calls:
+        text = compose(conversation, choice=choice_index, json_schema=ask.json_schema, json_mode=ask.json_mode)
+    reasoning = reply.reasoning_content
+    if reasoning is None and ask.thinking:
+        reasoning = reasoning_for(conversation, choice_index)
+    finish = "tool_calls" if tool_calls else "stop"
+    stop_sequence = None
+    if text is not None:
+        hits = [(text.find(s), s) for s in ask.stop if s and s in text]
+        if hits:
+            cut, stop_sequence = min(hits)
+            text = text[:cut]
+        if ask.max_tokens is not None and count_tokens(text) > ask.max_tokens:
+            text = truncate_tokens(text, ask.max_tokens)
+            finish, stop_sequence = "length", None
+    return wire.Choice(
+        text=text,
+        finish_reason=reply.finish_reason or finish,
+        reasoning=reasoning,
+        tool_calls=tool_calls,
+        extra=dict(reply.extra),
+        stop_sequence=stop_sequence,
+    )
 
 
 def _ollama_model(name: str) -> dict[str, Any]:

@@ -59,7 +59,8 @@ class Choice:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     """Normalised: `{"id": str, "name": str, "arguments": dict | str}`."""
     extra: dict[str, Any] = field(default_factory=dict)
-    prompt_index: int = 0
+    stop_sequence: str | None = None
+    """The `stop` string that ended the text, if one did."""
 
 
 def _text_of(content: Any) -> str:
@@ -464,8 +465,8 @@ def _anthropic_message(ask: Ask, choice: Choice, prompt_tokens: int, completion_
         "role": "assistant",
         "model": ask.model,
         "content": _anthropic_content(choice),
-        "stop_reason": "stop_sequence" if choice.extra.get("stop_sequence") else stop_reason,
-        "stop_sequence": choice.extra.get("stop_sequence"),
+        "stop_reason": "stop_sequence" if choice.stop_sequence else stop_reason,
+        "stop_sequence": choice.stop_sequence,
         "usage": {
             "input_tokens": prompt_tokens,
             "output_tokens": completion_tokens,
