@@ -232,12 +232,29 @@ def test_responses_api_through_the_openai_client(llm_server):
 
 
 def test_responses_api_through_litellm(llm_server):
-    pytest.importorskip("mcp", reason="litellm.responses imports the optional 'mcp' package on every call")
+    # litellm.responses imports the `mcp` package (a dev dependency) on every call.
     response = litellm.responses(
         model="openai/test-model", api_base=llm_server.openai_base, api_key="x", input="Say hi to the Responses API"
     )
     assert llm_server.last_request.path == "/v1/responses"
     assert "Say hi to the Responses API" in response.output[0].content[0].text
+    assert response.usage.input_tokens > 0 and response.usage.output_tokens > 0
+    llm_server.script([Reply(reasoning_content="Greeting first.")])
+    reasoned = litellm.responses(
+        model="openai/test-model", api_base=llm_server.openai_base, api_key="x", input="Say hi to the Responses API"
+    )
+    kinds = [item.type for item in reasoned.output]
+    assert kinds == ["reasoning", "message"]
+    assert reasoned.output[0].summary[0].text == "Greeting first."
+    streamed = litellm.responses(
+        model="openai/test-model",
+        api_base=llm_server.openai_base,
+        api_key="x",
+        input="Say hi to the Responses API",
+        stream=True,
+    )
+    deltas = [event.delta for event in streamed if event.type == "response.output_text.delta"]
+    assert "".join(deltas) == response.output[0].content[0].text
 
 
 # Anthropic and Ollama wire formats through LiteLLM's own provider code
@@ -621,6 +638,19 @@ def test_dspy_programs_run_against_the_server(llm_server):
             typed = dspy.Predict("question -> answer: float, sure: bool")(question="Pi?")
         assert isinstance(typed.answer, float) and isinstance(typed.sure, bool)
     assert len(llm_server.model_requests) == 2
+
+
+@pytest.mark.parametrize(("model_type", "path"), [("text", "/v1/completions"), ("responses", "/v1/responses")])
+def test_dspy_programs_run_on_text_and_responses_models(llm_server, model_type, path):
+    dspy = pytest.importorskip("dspy")
+    lm = dspy.LM(
+        "openai/test-model", api_base=llm_server.openai_base, api_key="local", model_type=model_type, cache=False
+    )
+    with dspy.context(lm=lm):
+        prediction = dspy.ChainOfThought("question -> answer: int, ok: bool")(question="How many legs has a spider?")
+    assert isinstance(prediction.answer, int) and isinstance(prediction.ok, bool)
+    assert "How many legs has a spider?" in prediction.reasoning
+    assert [r.path for r in llm_server.model_requests] == [path]
 
 
 def test_async_clients_share_the_server(llm_server):

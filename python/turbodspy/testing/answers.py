@@ -45,6 +45,7 @@ class Reply:
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 _MARKER = re.compile(r"\[\[ ## (\w+) ## \]\]")
 _OUTPUT_FIELD_LINE = re.compile(r"^\d+\. `(\w+)` \((.+?)\):", re.MULTILINE)
+_OBJECTIVE = "In adhering to this structure, your objective is:"
 _SCHEMA_NOTE = "must adhere to the JSON schema: "
 _LITERAL_NOTE = "must exactly match (no extra characters) one of: "
 
@@ -127,6 +128,9 @@ def _subject(conversation: list[Message]) -> str:
             break
     if not text and conversation:
         text = conversation[-1][1]
+    if "Your output fields are:" in text and _OBJECTIVE in text:
+        # A text-completion prompt: the user's part follows the paragraph stating the objective.
+        text = text.split(_OBJECTIVE, 1)[1].partition("\n\n")[2]
     text = text.split("Respond with the corresponding output fields")[0]
     text = text.split("Respond with a JSON object")[0]
     text = _MARKER.sub(" ", text)
@@ -151,6 +155,9 @@ class _Fields(dict):
 def _dspy_output_fields(conversation: list[Message]) -> _Fields | None:
     system = "\n".join(text for role, text in conversation if role == "system")
     last_user = next((text for role, text in reversed(conversation) if role == "user"), "")
+    if "Your output fields are:" not in system:
+        # A text-completion prompt: DSPy joined the system and user messages into one.
+        system = last_user
     block = system.split("Your output fields are:", 1)
     if len(block) < 2:
         return None
