@@ -6,6 +6,7 @@ import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+import enum
 import http.client
 import json
 import threading
@@ -381,11 +382,16 @@ def test_literal_and_pydantic_output_fields(llm_server):
         name: str
         qty: int
 
+    class Mood(enum.Enum):
+        HAPPY = "happy"
+        SAD = "sad"
+
     Classify = dspy.Signature(
         {
             "text": (str, dspy.InputField()),
             "label": (Literal["pos", "neg"], dspy.OutputField()),
             "item": (Item, dspy.OutputField()),
+            "mood": (Mood, dspy.OutputField()),
         },
         "Classify the text.",
     )
@@ -395,6 +401,7 @@ def test_literal_and_pydantic_output_fields(llm_server):
         parsed = adapter.parse(Classify, chat(llm_server, messages).choices[0].message.content)
         assert parsed["label"] in ("pos", "neg")
         assert isinstance(parsed["item"], Item) and isinstance(parsed["item"].qty, int)
+        assert isinstance(parsed["mood"], Mood)
 
 
 def test_json_adapter_prompt_gets_a_json_object_with_its_keys(llm_server):

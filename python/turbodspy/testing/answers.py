@@ -47,6 +47,7 @@ _MARKER = re.compile(r"\[\[ ## (\w+) ## \]\]")
 _OUTPUT_FIELD_LINE = re.compile(r"^\d+\. `(\w+)` \((.+?)\):", re.MULTILINE)
 _OBJECTIVE = "In adhering to this structure, your objective is:"
 _SCHEMA_NOTE = "must adhere to the JSON schema: "
+_ENUM_NOTE = "must be one of: "
 _LITERAL_NOTE = "must exactly match (no extra characters) one of: "
 
 
@@ -184,6 +185,8 @@ def _dspy_output_fields(conversation: list[Message]) -> _Fields | None:
                 f.schema = None
         elif _LITERAL_NOTE in note:
             f.choices = note.split(_LITERAL_NOTE, 1)[1].split("; ")
+        elif _ENUM_NOTE in note:
+            f.choices = note.split(_ENUM_NOTE, 1)[1].split("; ")
     return fields
 
 
