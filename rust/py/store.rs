@@ -141,7 +141,7 @@ impl DiskStore {
         let VerifyReport {
             ok,
             bad,
-            torn_tails,
+            interrupted_writes,
             damaged_slots,
             index_was_unreadable,
             index_rebuilt,
@@ -151,7 +151,7 @@ impl DiskStore {
         d.set_item("checked", ok + bad)?;
         d.set_item("ok", ok)?;
         d.set_item("bad", bad)?;
-        d.set_item("torn_tails", torn_tails)?;
+        d.set_item("interrupted_writes", interrupted_writes)?;
         d.set_item("damaged_index_slots", damaged_slots)?;
         d.set_item("index_was_unreadable", index_was_unreadable)?;
         d.set_item("index_rebuilt", index_rebuilt)?;

@@ -78,8 +78,8 @@ pub struct VerifyReport {
     pub ok: u64,
     /// Damaged byte ranges (each counts once), copied to `quarantine/` and dropped from the index.
     pub bad: u64,
-    /// Records cut short by a writer that died mid-append (harmless; reported for completeness).
-    pub torn_tails: u64,
+    /// Records cut short by a writer that died mid-append (harmless: never indexed; reported for completeness).
+    pub interrupted_writes: u64,
     pub damaged_slots: u64,
     pub index_was_unreadable: bool,
     pub index_rebuilt: bool,
@@ -588,7 +588,7 @@ impl Store {
                             self.quarantine(id, offset, &map[offset..offset + len])?;
                         }
                     }
-                    segment::Scanned::TornTail { .. } => report.torn_tails += 1,
+                    segment::Scanned::Interrupted { .. } => report.interrupted_writes += 1,
                 }
             }
         }

@@ -53,12 +53,12 @@ def _filesystem_type(path: Path) -> str | None:
     try:
         with open("/proc/self/mounts", encoding="utf-8") as f:
             mounts = [line.split() for line in f]
+        probe = path.absolute()
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        probe = probe.resolve()
     except OSError:
         return None
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    probe = probe.resolve()
     best, fstype = -1, None
     for fields in mounts:
         if len(fields) < 3:
