@@ -17,7 +17,7 @@ import pytest
 from turbodspy.clients.disk_cache import DiskCache
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _disk_worker import key, record  # noqa: E402
+from _disk_worker import key, record
 
 WORKER = str(Path(__file__).parent / "_disk_worker.py")
 
