@@ -71,11 +71,11 @@ def main(argv: list[str] | None = None) -> int:
             cache.clear()
             print(f"cleared {cache.directory}")
         elif args.command == "export":
-            print(export_cache(cache, args.file).summary(f"exported to {args.file}:"))
+            print(export_cache(cache, args.file).summary("exported", f"to {args.file}"))
         elif args.command == "import":
-            print(import_cache(cache, args.file).summary(f"imported from {args.file}:"))
+            print(import_cache(cache, args.file).summary("imported", f"from {args.file}"))
         elif args.command == "import-dspy":
-            print(import_dspy_cache(cache, args.directory).summary(f"imported from {args.directory}:"))
+            print(import_dspy_cache(cache, args.directory).summary("imported", f"from {args.directory}"))
         cache.close()
     except (OSError, CacheFileError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

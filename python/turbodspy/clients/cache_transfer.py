@@ -37,8 +37,8 @@ class TransferReport:
     written: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
 
-    def summary(self, verb: str) -> str:
-        parts = [f"{verb} {self.written} entries"]
+    def summary(self, verb: str, where: str) -> str:
+        parts = [f"{verb} {self.written} entries {where}"]
         if self.skipped:
             why = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
             parts.append(f"skipped {sum(self.skipped.values())} ({why})")
