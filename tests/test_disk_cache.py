@@ -21,7 +21,7 @@ def test_records_round_trip_exactly_across_processes(tmp_path):
         "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
         "cost": 0.00125,
         "model": "m",
-        "extra": [None, True, False, -1.5e-300, {"nested": []}],
+        "extra": [None, True, False, -1.5e-300, {"nested": []}, -(2**63), 2**64, float("inf")],
     }
     cache = DiskCache(tmp_path)
     assert cache.get(key(1)) is None
@@ -61,6 +61,11 @@ def test_bad_keys_and_records_are_refused_clearly(tmp_path):
         cache.put("not-a-key", record(1))
     with pytest.raises(TypeError, match="must be a dict"):
         cache.put(key(1), ["not", "a", "dict"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"JSON-native.*set"):
+        cache.put(key(1), {"response": {"ids": {1, 2}}})
+    with pytest.raises(TypeError, match="dict key is int"):
+        cache.put(key(1), {"response": {1: "one"}})
+    assert cache.get(key(1)) is None, "a refused record stores nothing"
     with pytest.raises(ValueError, match="size_limit_bytes"):
         DiskCache(tmp_path, size_limit_bytes=0)
 

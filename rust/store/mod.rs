@@ -10,6 +10,7 @@
 pub mod index;
 pub mod record;
 pub mod segment;
+pub mod value;
 
 use fs4::FileExt;
 use index::{Counter, Index, Location};
@@ -163,6 +164,7 @@ pub fn now_ms() -> u64 {
 pub struct Found {
     pub value: Vec<u8>,
     pub meta: RecordMeta,
+    pub flags: u32,
 }
 
 impl Store {
@@ -246,10 +248,11 @@ impl Store {
         let dir = &self.dir;
         let segments = &mut st.segments;
         view.find(key, |loc| match read_record(segments, dir, loc) {
-            Some(Ok((k, value, meta))) if k == key => {
+            Some(Ok((k, value, meta, flags))) if k == key => {
                 found = Some(Found {
                     value: value.to_vec(),
                     meta,
+                    flags,
                 });
                 true
             }
@@ -289,7 +292,7 @@ impl Store {
             return Err(StoreError::ValueTooLarge(value.len()));
         }
         let mut buf = Vec::with_capacity(record::encoded_len(value.len()));
-        record::encode(key, value, meta, record::ENCODING_JSON, &mut buf);
+        record::encode(key, value, meta, record::ENCODING_TAGGED, &mut buf);
         let mut st = self.state();
         self.locked(&mut st, |st| {
             self.index_for_write(st)?;
@@ -298,7 +301,7 @@ impl Store {
                 let segments = &mut st.segments;
                 let mut same = false;
                 let slot = view.find(key, |loc| match read_record(segments, &self.dir, loc) {
-                    Some(Ok((k, v, _))) if k == key => {
+                    Some(Ok((k, v, _, _))) if k == key => {
                         same = v == value;
                         true
                     }
@@ -321,7 +324,7 @@ impl Store {
                     let view = st.index.as_ref().and_then(MappedIndex::view).expect("rebuilt");
                     let segments = &mut st.segments;
                     view.find(key, |loc| {
-                        matches!(read_record(segments, &self.dir, loc), Some(Ok((k, _, _))) if k == key)
+                        matches!(read_record(segments, &self.dir, loc), Some(Ok((k, _, _, _))) if k == key)
                     })
                     .map(|s| s.0)
                 }
@@ -777,7 +780,7 @@ impl Store {
         };
         let mut keys = vec![];
         for (_, _, loc) in view.live() {
-            if let Some(Ok((key, _, _))) = read_record(&mut st.segments, &self.dir, loc) {
+            if let Some(Ok((key, _, _, _))) = read_record(&mut st.segments, &self.dir, loc) {
                 keys.push(*key);
             }
         }
@@ -785,7 +788,7 @@ impl Store {
     }
 }
 
-type Decoded<'a> = (&'a [u8; KEY_LEN], &'a [u8], RecordMeta);
+type Decoded<'a> = (&'a [u8; KEY_LEN], &'a [u8], RecordMeta, u32);
 
 /// The record at `loc`: None if its segment is gone or shorter than the slot says (a stale index),
 /// Err if the bytes are there but damaged.
@@ -798,7 +801,7 @@ fn read_record<'s>(
     let bytes = segments.bytes(dir, loc.segment, end)?;
     let bytes = &bytes[loc.offset as usize..end as usize];
     Some(match record::decode(bytes) {
-        Ok((r, len)) if len == bytes.len() => Ok((r.key, r.value, r.meta)),
+        Ok((r, len)) if len == bytes.len() => Ok((r.key, r.value, r.meta, r.flags)),
         _ => Err(()),
     })
 }
