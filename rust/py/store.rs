@@ -7,6 +7,7 @@ use pyo3::exceptions::{PyOSError, PyPermissionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 /// The one place store errors become Python exceptions. I/O problems are `OSError` (with the errno), so
 /// the Python layer can catch them as one family and fall back to memory-only.
@@ -62,6 +63,7 @@ fn hex(key: &[u8; KEY_LEN]) -> String {
 #[pyclass(frozen, module = "turbodspy._core")]
 pub struct DiskStore {
     store: Store,
+    keys: Mutex<KeyCache>,
 }
 
 #[pymethods]
@@ -70,6 +72,7 @@ impl DiskStore {
     fn new(directory: PathBuf, size_limit_bytes: u64) -> Self {
         DiskStore {
             store: Store::new(directory, size_limit_bytes),
+            keys: Mutex::new(KeyCache::default()),
         }
     }
 
@@ -201,7 +204,15 @@ impl DiskStore {
             return Ok(None);
         }
         // The record passed its checksum, so a decoding failure means a file forged to match: still a miss.
-        Ok(value::decode(&found.value, &mut Objects { py }).ok())
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(value::decode(
+            &found.value,
+            &mut Objects {
+                py,
+                keys: &mut keys,
+            },
+        )
+        .ok())
     }
 }
 
@@ -261,11 +272,51 @@ fn encode(v: &Bound<'_, PyAny>, w: &mut Writer, depth: usize) -> PyResult<()> {
 }
 
 /// Decodes straight into Python objects.
-struct Objects<'py> {
+struct Objects<'py, 'k> {
     py: Python<'py>,
+    keys: &'k mut KeyCache,
 }
 
-impl<'py> Builder for Objects<'py> {
+/// Member names repeat in every record ("choices", "message", "content", ...): reusing their `str` objects
+/// skips creating and hashing them again (a `str` caches its hash). Direct-mapped: a clash just replaces.
+struct KeyCache {
+    slots: Vec<Option<(Box<str>, Py<PyString>)>>,
+}
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        KeyCache {
+            slots: (0..KEY_CACHE_SLOTS).map(|_| None).collect(),
+        }
+    }
+}
+
+const KEY_CACHE_SLOTS: usize = 512;
+const KEY_CACHE_MAX_LEN: usize = 48;
+
+impl KeyCache {
+    fn get<'py>(&mut self, py: Python<'py>, key: &str) -> Bound<'py, PyString> {
+        let b = key.as_bytes();
+        if b.is_empty() || b.len() > KEY_CACHE_MAX_LEN {
+            return PyString::new(py, key);
+        }
+        // FNV-1a: member names are short, so hashing all their bytes costs a few nanoseconds.
+        let mix = b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| {
+            (h ^ u64::from(c)).wrapping_mul(0x100_0000_01b3)
+        });
+        let slot = &mut self.slots[(mix % KEY_CACHE_SLOTS as u64) as usize];
+        if let Some((cached, s)) = slot {
+            if **cached == *key {
+                return s.bind(py).clone();
+            }
+        }
+        let s = PyString::new(py, key);
+        *slot = Some((key.into(), s.clone().unbind()));
+        s
+    }
+}
+
+impl<'py> Builder for Objects<'py, '_> {
     type Value = Bound<'py, PyAny>;
     type Error = PyErr;
 
@@ -294,8 +345,7 @@ impl<'py> Builder for Objects<'py> {
         Ok(PyDict::new(self.py).into_any())
     }
     fn set(&mut self, object: &Self::Value, key: &str, value: Self::Value) -> PyResult<()> {
-        object
-            .cast::<PyDict>()?
-            .set_item(PyString::new(self.py, key), value)
+        let key = self.keys.get(self.py, key);
+        object.cast::<PyDict>()?.set_item(key, value)
     }
 }
