@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,26 @@ def test_stats_count_hits_misses_and_what_hits_saved(tmp_path):
     assert stats["tokens_saved"] == sum(record(n)["usage"]["total_tokens"] for n in range(10))
     assert stats["cost_saved"] == pytest.approx(sum(record(n)["cost"] for n in range(10)))
     assert stats["bytes"] > sum(len(str(record(n))) for n in range(10))
+
+
+def test_threads_sharing_one_cache_lose_nothing(tmp_path):
+    cache = DiskCache(tmp_path)
+    errors: list[str] = []
+
+    def work(me: int) -> None:
+        for n in range(me * 150, me * 150 + 300):  # overlapping ranges
+            cache.put(key(n), record(n))
+            got = cache.get(key(n))
+            if got != record(n):
+                errors.append(f"thread {me}: key {n} read back {got!r:.60}")
+
+    threads = [threading.Thread(target=work, args=(me,)) for me in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert all(DiskCache(tmp_path).get(key(n)) == record(n) for n in range(7 * 150 + 300))
 
 
 def test_a_second_put_of_a_key_replaces_its_record(tmp_path):

@@ -197,7 +197,12 @@ impl DiskStore {
         count: bool,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let key = parse_key(key)?;
-        let Some(found) = py.detach(|| self.store.get(&key, count)).map_err(to_py)? else {
+        // Reads are a few microseconds of mapped memory: keep the GIL unless another thread holds the store.
+        let found = match self.store.try_get(&key, count) {
+            Some(found) => found,
+            None => py.detach(|| self.store.get(&key, count)),
+        };
+        let Some(found) = found.map_err(to_py)? else {
             return Ok(None);
         };
         if found.flags & 0xff != ENCODING_TAGGED {

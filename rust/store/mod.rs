@@ -21,7 +21,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const INDEX_FILE: &str = "index.tdi";
@@ -128,19 +128,14 @@ impl Segments {
     }
 }
 
-struct Writer {
-    /// The process that opened `lock`: a forked child shares the parent's open file description, and
-    /// with it the parent's `flock`, so it must open its own.
-    pid: u32,
-    lock: Arc<File>,
-    active: Option<(u32, File)>,
-}
-
 #[derive(Default)]
 struct State {
     index: Option<MappedIndex>,
     segments: Segments,
-    writer: Option<Writer>,
+    /// The segment this process appends to, with its file open for appending.
+    active: Option<(u32, File)>,
+    /// The process that opened `active` (a forked child reopens it).
+    writer_pid: u32,
     /// Counted here when the index cannot be written (a read-only cache).
     local_hits: u64,
     local_misses: u64,
@@ -151,6 +146,8 @@ pub struct Store {
     dir: PathBuf,
     size_limit: u64,
     state: Mutex<State>,
+    /// The lock file, with the id of the process that opened it.
+    write_gate: Mutex<Option<(u32, File)>>,
 }
 
 pub fn now_ms() -> u64 {
@@ -173,6 +170,7 @@ impl Store {
             dir: dir.into(),
             size_limit,
             state: Mutex::new(State::default()),
+            write_gate: Mutex::new(None),
         }
     }
 
@@ -231,9 +229,22 @@ impl Store {
     /// The value stored under `key`, or None. A record that fails its checksum is skipped and counted.
     /// `count` records the lookup in the hit/miss statistics.
     pub fn get(&self, key: &[u8; KEY_LEN], count: bool) -> Result<Option<Found>> {
-        let mut st = self.state();
-        self.refresh_index(&mut st)?;
-        let st = &mut *st;
+        self.get_in(&mut self.state(), key, count)
+    }
+
+    /// Like `get`, or None at once if another thread of this process is using the store (a caller holding
+    /// Python's GIL then waits with the GIL released).
+    pub fn try_get(&self, key: &[u8; KEY_LEN], count: bool) -> Option<Result<Option<Found>>> {
+        let mut st = match self.state.try_lock() {
+            Ok(st) => st,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(self.get_in(&mut st, key, count))
+    }
+
+    fn get_in(&self, st: &mut State, key: &[u8; KEY_LEN], count: bool) -> Result<Option<Found>> {
+        self.refresh_index(st)?;
         let Some(mapped) = &st.index else {
             if count {
                 st.local_misses += 1;
@@ -293,8 +304,7 @@ impl Store {
         }
         let mut buf = Vec::with_capacity(record::encoded_len(value.len()));
         record::encode(key, value, meta, record::ENCODING_TAGGED, &mut buf);
-        let mut st = self.state();
-        self.locked(&mut st, |st| {
+        self.locked(|st| {
             self.index_for_write(st)?;
             let existing = {
                 let view = st.index.as_ref().and_then(MappedIndex::view).expect("index_for_write opened it");
@@ -340,15 +350,20 @@ impl Store {
     }
 
     /// Runs `f` holding the exclusive file lock (and this process's state lock, held by the caller).
-    fn locked<R>(&self, st: &mut State, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
-        if st
-            .writer
+    /// Runs `f` holding the exclusive file lock, then this process's state lock. The state lock is taken
+    /// last so readers in this process never wait while a writer waits for another process.
+    fn locked<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
+        // One writer per process at a time: threads share the lock file's open description, and with it
+        // the flock, so the flock alone cannot keep them apart.
+        let mut gate = self.write_gate.lock().unwrap_or_else(|e| e.into_inner());
+        if gate
             .as_ref()
-            .is_some_and(|w| w.pid != std::process::id())
+            .is_some_and(|(pid, _)| *pid != std::process::id())
         {
-            st.writer = None;
+            // A forked child inherited the parent's open description; it needs its own.
+            *gate = None;
         }
-        if st.writer.is_none() {
+        if gate.is_none() {
             fs::create_dir_all(&self.dir)
                 .map_err(io_err("cannot create the cache directory", &self.dir))?;
             let path = self.dir.join(LOCK_FILE);
@@ -359,18 +374,20 @@ impl Store {
                 .truncate(false)
                 .open(&path)
                 .map_err(io_err("cannot open the cache lock file", &path))?;
-            st.writer = Some(Writer {
-                pid: std::process::id(),
-                lock: Arc::new(lock),
-                active: None,
-            });
+            *gate = Some((std::process::id(), lock));
         }
-        let lock = st.writer.as_ref().expect("set above").lock.clone();
+        let (_, lock) = gate.as_ref().expect("set above");
         // Fully qualified: std's File::lock (Rust 1.89) would shadow fs4's method and raise the MSRV.
-        FileExt::lock(&*lock)
-            .map_err(io_err("cannot lock the cache", &self.dir.join(LOCK_FILE)))?;
-        let result = f(st);
-        let _ = FileExt::unlock(&*lock);
+        FileExt::lock(lock).map_err(io_err("cannot lock the cache", &self.dir.join(LOCK_FILE)))?;
+        let result = {
+            let mut st = self.state();
+            if st.writer_pid != std::process::id() {
+                st.active = None;
+                st.writer_pid = std::process::id();
+            }
+            f(&mut st)
+        };
+        let _ = FileExt::unlock(lock);
         result
     }
 
@@ -398,20 +415,23 @@ impl Store {
 
     /// Appends an encoded record to the active segment (rolling to a new one when it is full).
     fn append(&self, st: &mut State, buf: &[u8]) -> Result<Location> {
-        let view = st
-            .index
+        let State {
+            index,
+            active: writer_active,
+            ..
+        } = st;
+        let view = index
             .as_ref()
             .and_then(MappedIndex::view)
             .expect("index open");
-        let writer = st.writer.as_mut().expect("locked");
         let mut active = view.get(Counter::ActiveSegment) as u32;
-        if writer.active.as_ref().map(|a| a.0) != Some(active) {
-            writer.active = None;
+        if writer_active.as_ref().map(|a| a.0) != Some(active) {
+            *writer_active = None;
             if active != 0 {
-                writer.active = open_segment(&self.dir, active, false)?.map(|f| (active, f));
+                *writer_active = open_segment(&self.dir, active, false)?.map(|f| (active, f));
             }
         }
-        let mut len = match &writer.active {
+        let mut len = match writer_active {
             Some((_, f)) => f
                 .metadata()
                 .map_err(io_err("cannot stat a cache segment", &self.dir))?
@@ -420,7 +440,7 @@ impl Store {
         };
         let full = len + buf.len() as u64 > self.segment_target()
             && len > segment::SEGMENT_HEADER_LEN as u64;
-        if writer.active.is_none() || full {
+        if writer_active.is_none() || full {
             active = (view.get(Counter::NextSegment) as u32)
                 .max(active + 1)
                 .max(1);
@@ -432,9 +452,9 @@ impl Store {
                 .len();
             view.add(Counter::DataBytes, len);
             view.set(Counter::ActiveSegment, u64::from(active));
-            writer.active = Some((active, file));
+            *writer_active = Some((active, file));
         }
-        let (_, file) = writer.active.as_mut().expect("set above");
+        let (_, file) = writer_active.as_mut().expect("set above");
         let path = segment::path(&self.dir, active);
         // A writer killed mid-append leaves a torn tail; pad past it so records stay aligned for scans.
         let pad = (record::ALIGN as u64 - len % record::ALIGN as u64) % record::ALIGN as u64;
@@ -686,7 +706,7 @@ impl Store {
             st.segments.maps.remove(&id);
             if id == active {
                 view.set(Counter::ActiveSegment, 0);
-                st.writer.as_mut().expect("locked").active = None;
+                st.active = None;
             }
         }
         Ok(())
@@ -694,8 +714,7 @@ impl Store {
 
     /// Empties the store. Concurrent readers see either old entries or none, never a fault.
     pub fn clear(&self) -> Result<()> {
-        let mut st = self.state();
-        self.locked(&mut st, |st| {
+        self.locked(|st| {
             self.refresh_index(st)?;
             let old = st.index.take();
             let old_view = old.as_ref().and_then(MappedIndex::view);
@@ -713,7 +732,7 @@ impl Store {
             }
             let _ = fs::remove_dir_all(self.dir.join(QUARANTINE_DIR));
             st.segments.maps.clear();
-            st.writer.as_mut().expect("locked").active = None;
+            st.active = None;
             st.local_hits = 0;
             st.local_misses = 0;
             Ok(())
@@ -723,8 +742,7 @@ impl Store {
     /// Checks every record of every segment, copies damaged bytes to `quarantine/`, and rebuilds the index
     /// from the good records when anything was wrong with it.
     pub fn verify(&self) -> Result<VerifyReport> {
-        let mut st = self.state();
-        self.locked(&mut st, |st| {
+        self.locked(|st| {
             self.refresh_index(st)?;
             if st.index.as_ref().is_some_and(|m| !m.writable) {
                 return Err(StoreError::ReadOnly(self.index_path()));
