@@ -1,18 +1,26 @@
-"""`python -m turbodspy COMMAND`: `cache ...` manages the disk cache; `demo` runs the seed (work in progress)."""
+"""`python -m turbodspy demo [...]` runs the seed's calls; `python -m turbodspy cache ...` manages the disk cache."""
 
 import sys
 
+USAGE = "usage: python -m turbodspy {demo,cache} [options]   (add --help after a command for its options)"
+
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["cache"]:
-        from turbodspy.cache_cli import main as cache_main
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "demo":
+        from turbodspy.demo import main as demo
 
-        return cache_main(argv[1:])
-    from turbodspy import __version__
+        return demo(rest)
+    if command == "cache":
+        from turbodspy.cache_cli import main as cache
 
-    print(f"turbodspy {__version__}: {' '.join(argv) or 'no command'}")
-    return 0
+        return cache(rest)
+    print(f"unknown command {command!r}\n{USAGE}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    raise SystemExit(main(sys.argv[1:]))
