@@ -89,7 +89,11 @@ def main() -> None:
         first, count, size = (int(x) for x in rest)
         stop = os.path.join(directory, "stop-reading")
         hits = misses = 0
+        announced = False
         while not os.path.exists(stop):
+            if not announced and hits:
+                print("reading", flush=True)
+                announced = True
             for n in range(first, first + count):
                 if check(cache, n, size):
                     hits += 1

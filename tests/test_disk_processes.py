@@ -79,7 +79,8 @@ def test_readers_during_clear_or_eviction_see_right_values_or_misses(tmp_path, a
     for n in range(400):
         cache.put(key(n), record(n, size))
     readers = [spawn("reader", tmp_path, first, 200, size) for first in (0, 200)]
-    time.sleep(0.3)
+    for p in readers:  # both are reading (and have hit) before anything is removed
+        assert p.stdout.readline().strip() == "reading"
     if action == "clear":
         for _ in range(5):
             cache.clear()
