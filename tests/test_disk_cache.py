@@ -119,6 +119,23 @@ def test_the_size_limit_evicts_oldest_entries_first(tmp_path):
     assert kept == list(range(kept[0], 1500)), "eviction removes the oldest entries, keeping a contiguous newest run"
 
 
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="Linux /proc")
+def test_a_reader_lets_go_of_evicted_segments_so_their_space_is_freed(tmp_path):
+    reader, writer = DiskCache(tmp_path, 3 * 1024**2), DiskCache(tmp_path, 3 * 1024**2)
+    writer.put(key(0), record(0, 5000))
+    assert reader.get(key(0)) is not None  # the reader now maps the first segment
+    for n in range(1, 1500):
+        writer.put(key(n), record(n, 5000))
+    assert not (tmp_path / "seg-0000000001.tds").exists()
+    reader.get(key(1))
+    deleted = [
+        line
+        for line in Path("/proc/self/maps").read_text().splitlines()
+        if str(tmp_path) in line and "(deleted)" in line
+    ]
+    assert deleted == []
+
+
 def test_clear_removes_everything(tmp_path):
     cache = DiskCache(tmp_path)
     for n in range(20):

@@ -197,6 +197,9 @@ impl Store {
             if mapped.view().is_some_and(|v| !v.is_retired()) {
                 return Ok(());
             }
+            // A new index may have dropped whole segments (eviction, clear): unmap ours so deleted files
+            // do not keep their disk space; the ones still in use are mapped again on demand.
+            st.segments.maps.clear();
         }
         st.index = None;
         let path = self.index_path();
