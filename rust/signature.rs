@@ -27,6 +27,57 @@ pub struct ParsedSignature {
     pub outputs: Vec<FieldSpec>,
 }
 
+impl ParsedSignature {
+    /// DSPy's instructions for a signature given none: "Given the fields `a`, `b`, produce the fields `c`."
+    pub fn default_instructions(&self) -> String {
+        let list = |fields: &[FieldSpec]| {
+            fields
+                .iter()
+                .map(|f| format!("`{}`", f.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "Given the fields {}, produce the fields {}.",
+            list(&self.inputs),
+            list(&self.outputs)
+        )
+    }
+
+    /// Every distinct bare name the type expressions mention (heads of dotted names included), in order.
+    pub fn type_names(&self) -> Vec<&str> {
+        let mut names = Vec::new();
+        for field in self.inputs.iter().chain(self.outputs.iter()) {
+            if let Some(ty) = &field.ty {
+                ty.expr.collect_names(&mut names);
+            }
+        }
+        names
+    }
+}
+
+impl TypeExpr {
+    fn collect_names<'a>(&'a self, names: &mut Vec<&'a str>) {
+        match self {
+            TypeExpr::Name { id, .. } if !names.contains(&id.as_str()) => names.push(id),
+            TypeExpr::Attribute { value, .. } => value.collect_names(names),
+            TypeExpr::Subscript { value, args, .. } => {
+                value.collect_names(names);
+                args.iter().for_each(|a| a.collect_names(names));
+            }
+            TypeExpr::Union { left, right } => {
+                left.collect_names(names);
+                right.collect_names(names);
+            }
+            TypeExpr::Tuple(items) => items.iter().for_each(|a| a.collect_names(names)),
+            TypeExpr::Call { kwargs, .. } => {
+                kwargs.iter().for_each(|(_, v)| v.collect_names(names))
+            }
+            _ => {}
+        }
+    }
+}
+
 /// One field: its name, where the name starts, and its type expression if one was written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldSpec {
@@ -241,6 +292,7 @@ pub fn parse_signature(text: &str) -> Result<ParsedSignature, SignatureError> {
         src: text,
         bytes: text.as_bytes(),
         pos: 0,
+        ascii: text.is_ascii(),
     };
     let inputs = p.field_list(true)?;
     let outputs = p.field_list(false)?;
@@ -346,12 +398,18 @@ struct Parser<'a> {
     bytes: &'a [u8],
     /// Byte offset of the next unread character.
     pos: usize,
+    /// Byte offsets are character offsets.
+    ascii: bool,
 }
 
 impl<'a> Parser<'a> {
     /// Character offset of a byte offset (errors and spans report characters, as Python indexes strings).
     fn chars_at(&self, byte: usize) -> usize {
-        self.src[..byte].chars().count()
+        if self.ascii {
+            byte
+        } else {
+            self.src[..byte].chars().count()
+        }
     }
 
     fn peek(&self) -> Option<char> {
@@ -1044,6 +1102,25 @@ mod tests {
         assert_eq!(p.inputs[1].ty.as_ref().unwrap().text, "list[str]");
         assert_eq!(p.inputs[1].position, 10);
         assert_eq!(p.outputs[1].ty.as_ref().unwrap().text, "float");
+    }
+
+    #[test]
+    fn default_instructions_name_the_fields() {
+        let p = parse_signature("question, context -> answer").unwrap();
+        assert_eq!(
+            p.default_instructions(),
+            "Given the fields `question`, `context`, produce the fields `answer`."
+        );
+        assert_eq!(
+            parse_signature(" -> ").unwrap().default_instructions(),
+            "Given the fields , produce the fields ."
+        );
+    }
+
+    #[test]
+    fn type_names_are_listed_once_in_order() {
+        let p = parse_signature("a: dict[str, Foo], b: Foo | mod.Bar -> c: Field(gt=Baz)").unwrap();
+        assert_eq!(p.type_names(), ["dict", "str", "Foo", "mod", "Baz"]);
     }
 
     #[test]

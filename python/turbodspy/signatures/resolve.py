@@ -13,6 +13,7 @@ import logging
 import sys
 import types
 import typing
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -32,7 +33,7 @@ _BUILTIN_NAMES = builtins.__dict__
 _MAX_FRAMES = 100
 
 # Text of a type expression -> its type, for expressions whose names all come from fixed namespaces.
-_static_types: dict[str, Any] = {}
+_static_types: OrderedDict[str, Any] = OrderedDict()
 _STATIC_TYPES_LIMIT = 4096
 
 _logger = logging.getLogger("turbodspy")
@@ -58,28 +59,6 @@ class _Names:
         if name in self.imported:
             return True, self.imported[name]
         return False, None
-
-
-def names_in(tree: tuple) -> Iterable[str]:
-    """Every bare name a type tree refers to (the heads of dotted names included)."""
-    tag = tree[0]
-    if tag == NAME:
-        yield tree[1]
-    elif tag == ATTRIBUTE:
-        yield from names_in(tree[1])
-    elif tag == SUBSCRIPT:
-        yield from names_in(tree[1])
-        for arg in tree[2]:
-            yield from names_in(arg)
-    elif tag == UNION:
-        yield from names_in(tree[1])
-        yield from names_in(tree[2])
-    elif tag == TUPLE:
-        for item in tree[1]:
-            yield from names_in(item)
-    elif tag == CALL:
-        for _, value in tree[2]:
-            yield from names_in(value)
 
 
 def needs_caller(name: str) -> bool:
@@ -123,7 +102,7 @@ def resolve_type(signature: str, text: str, tree: tuple, custom: Mapping[str, An
     Raises `SignatureSyntaxError` naming the expression and its position when a name is unknown or the
     expression does not make a type.
     """
-    static = custom is None or not custom
+    static = not custom
     if static:
         cached = _static_types.get(text)
         if cached is not None:
@@ -132,7 +111,7 @@ def resolve_type(signature: str, text: str, tree: tuple, custom: Mapping[str, An
     value = _resolve(signature, tree, names)
     if static and not names.imported:
         if len(_static_types) >= _STATIC_TYPES_LIMIT:
-            _static_types.pop(next(iter(_static_types)))
+            _static_types.popitem(last=False)
         _static_types[text] = value
     return value
 

@@ -13,6 +13,7 @@ import re
 import sys
 import types
 import typing
+from collections import OrderedDict
 from copy import deepcopy
 from typing import Any
 
@@ -22,7 +23,7 @@ from pydantic.fields import FieldInfo
 from turbodspy._core import SignatureSyntaxError, parse_signature, signature_error
 from turbodspy.signatures import build
 from turbodspy.signatures.field import IS_TYPE_UNDEFINED, InputField, OutputField
-from turbodspy.signatures.resolve import current_frame, find_in_frames, names_in, needs_caller, resolve_type
+from turbodspy.signatures.resolve import _static_types, current_frame, find_in_frames, needs_caller, resolve_type
 
 _MODULE = __name__
 _FIELD_TYPE_CLASSES = (type, typing._GenericAlias, types.GenericAlias, typing._SpecialForm, types.UnionType)  # type: ignore[attr-defined]
@@ -33,10 +34,10 @@ _RESERVED = frozenset(
     {"instructions", "signature", "fields", "input_fields", "output_fields", "model_config", "model_fields"}
 )
 
-# signature string -> (inputs, outputs, names its types mention, the ones looked up in the caller's frames)
-_parsed: dict[str, tuple[tuple, tuple, tuple[str, ...], tuple[str, ...]]] = {}
+# signature string -> _parse's result, for strings whose classes depend on custom or caller types
+_parsed: OrderedDict[str, tuple[tuple, tuple, tuple[str, ...], tuple[str, ...]]] = OrderedDict()
 # (string, instructions, class name[, custom types used]) -> class
-_classes: dict[tuple, type] = {}
+_classes: OrderedDict[tuple, type] = OrderedDict()
 _CACHE_LIMIT = 4096
 
 
@@ -71,7 +72,7 @@ class SignatureMeta(type(BaseModel)):  # type: ignore[misc]
             parsed = _parse(signature_str)
         except SignatureSyntaxError:
             return None
-        found = find_in_frames(parsed[3], current_frame(1)) if parsed[3] else {}
+        found = find_in_frames(parsed[4], current_frame(1)) if parsed[4] else {}
         return found or None
 
     def __new__(mcs, signature_name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any) -> type:
@@ -269,9 +270,9 @@ class Signature(BaseModel, metaclass=SignatureMeta):
         return copy
 
 
-if build.ENABLED:
-    build.install_deferred(Signature)
-_SHADOWED = frozenset(dir(Signature)) | frozenset(dir(SignatureMeta))
+build.install_deferred(Signature)
+# Names pydantic warns about (they shadow attributes of the base), plus the reserved ones.
+_SHADOWED = frozenset(dir(Signature)) | frozenset(dir(SignatureMeta)) | _RESERVED
 
 
 def ensure_signature(signature: str | type[Signature] | None, instructions: str | None = None) -> Any:
@@ -327,18 +328,12 @@ def _create(name: str, doc: str, fields: dict[str, tuple[Any, FieldInfo]]) -> An
     return create_model(name, __base__=Signature, __doc__=doc, __module__=_MODULE, **fields)  # type: ignore[call-overload]
 
 
-def _parse(signature: str) -> tuple[tuple, tuple, tuple[str, ...], tuple[str, ...]]:
+def _parse(signature: str) -> tuple[tuple, tuple, tuple[str, ...], str, tuple[str, ...]]:
+    """Inputs, outputs, type names, default instructions, and the names looked up in the caller's frames."""
     parsed = _parsed.get(signature)
     if parsed is None:
-        inputs, outputs = parse_signature(signature)
-        names: dict[str, None] = {}
-        for field in inputs + outputs:
-            if field[3] is not None:
-                names.update(dict.fromkeys(names_in(field[3])))
-        parsed = (inputs, outputs, tuple(names), tuple(n for n in names if needs_caller(n)))
-        if len(_parsed) >= _CACHE_LIMIT:
-            _parsed.pop(next(iter(_parsed)))
-        _parsed[signature] = parsed
+        inputs, outputs, names, default = parse_signature(signature)
+        parsed = (inputs, outputs, names, default, tuple(n for n in names if needs_caller(n)) if names else ())
     return parsed
 
 
@@ -346,83 +341,113 @@ def _from_string(
     signature: str, instructions: str | None, name: str, custom_types: dict[str, Any] | None, caller: int | None
 ) -> Any:
     """The class for a signature string; `caller` is how many frames up to look for unknown type names."""
+    if custom_types is None:
+        # Strings whose types need nothing from the caller are cached under this short key only.
+        try:
+            hit = _classes.get((signature, instructions, name))
+        except TypeError:  # unhashable instructions: build without the cache
+            return _build(signature, _parse(signature), instructions, name, None, None)
+        if hit is not None:
+            return hit
     parsed = _parse(signature)
     custom = custom_types
-    if custom is None and caller is not None and parsed[3]:
-        custom = find_in_frames(parsed[3], current_frame(caller + 1)) or None
-    try:
-        if custom:
-            key: tuple | None = (signature, instructions, name, tuple(custom.get(n, _MISSING) for n in parsed[2]))
-        else:
-            key = (signature, instructions, name)
-        hit = _classes.get(key)  # type: ignore[arg-type]
-    except TypeError:  # unhashable instructions or custom types: build without the cache
-        key, hit = None, None
-    if hit is not None:
-        return hit
-    cls = _build(signature, parsed, instructions, name, custom)
+    if custom is None and caller is not None and parsed[4]:
+        custom = find_in_frames(parsed[4], current_frame(caller + 1)) or None
+    if custom_types is None and not parsed[4]:
+        key: tuple | None = (signature, instructions, name)
+    else:
+        # The class depends on what each name resolves to: the key holds those objects.
+        custom_map = custom or {}
+        key = (signature, instructions, name, bool(custom), tuple(custom_map.get(n, _MISSING) for n in parsed[2]))
+        try:
+            hit = _classes.get(key)
+        except TypeError:  # unhashable custom types
+            key, hit = None, None
+        if hit is not None:
+            return hit
+        if signature not in _parsed:
+            if len(_parsed) >= _CACHE_LIMIT:
+                _parsed.popitem(last=False)
+            _parsed[signature] = parsed
+    cls = _build(signature, parsed, instructions, name, custom, key)
     if key is not None:
         if len(_classes) >= _CACHE_LIMIT:
-            _classes.pop(next(iter(_classes)))
+            _classes.popitem(last=False)
         _classes[key] = cls
-        type.__setattr__(cls, "__turbodspy_cache_key__", key)
     return cls
 
 
-def _build(signature: str, parsed: tuple, instructions: str | None, name: str, custom: dict[str, Any] | None) -> Any:
+def _build(
+    signature: str,
+    parsed: tuple,
+    instructions: str | None,
+    name: str,
+    custom: dict[str, Any] | None,
+    key: tuple | None,
+) -> Any:
+    """Builds the class for a parsed string: directly when every field is plain, else through pydantic."""
     inputs, outputs = parsed[0], parsed[1]
-    fast = build.ENABLED
-    annotations = []
-    for field in inputs + outputs:
-        field_name, _, text, tree, position = field
-        if field_name in _RESERVED:
-            raise signature_error(
-                signature,
-                f"field name {field_name!r} is reserved (it is part of the Signature API); rename it",
-                position,
-            )
-        if tree is None:
-            annotation = str
-        else:
-            annotation = resolve_type(signature, text, tree, custom)
-            if annotation is None:
-                annotation = str
-            elif not isinstance(annotation, _FIELD_TYPE_CLASSES):
-                raise signature_error(
-                    signature,
-                    f"Field types must be types, but received: {annotation} of type {type(annotation)}",
-                    position,
-                )
-            fast = fast and build.plain_annotation(annotation)
-        fast = fast and field_name not in _SHADOWED
-        annotations.append(annotation)
     if instructions is None:
-        instructions = _default_instructions([f[0] for f in inputs], [f[0] for f in outputs])
-    n_inputs = len(inputs)
-    if fast:
-        fields: dict[str, FieldInfo] = {}
-        for i, field in enumerate(inputs + outputs):
-            field_name, prefix = field[0], field[1]
+        instructions = parsed[3]
+    fast = build.ENABLED
+    model_field = build.model_field
+    plain = build.plain_annotation
+    static_types = _static_types
+    fields: dict[str, Any] = {}
+    annotations: list[Any] = []
+    for role, group in (("input", inputs), ("output", outputs)):
+        for field_name, prefix, text, tree, position in group:
+            if field_name in _SHADOWED:
+                if field_name in _RESERVED:
+                    raise signature_error(
+                        signature,
+                        f"field name {field_name!r} is reserved (it is part of the Signature API); rename it",
+                        position,
+                    )
+                fast = False
+            if tree is None:
+                annotation: Any = str
+            else:
+                # Types named only from builtins and typing are cached by their text.
+                annotation = static_types.get(text) if custom is None else None
+                if annotation is None:
+                    annotation = resolve_type(signature, text, tree, custom)
+                if annotation is None:
+                    annotation = str
+                elif not isinstance(annotation, _FIELD_TYPE_CLASSES):
+                    raise signature_error(
+                        signature,
+                        f"Field types must be types, but received: {annotation} of type {type(annotation)}",
+                        position,
+                    )
+                elif fast and not plain(annotation):
+                    fast = False
+            annotations.append(annotation)
+            if not fast:
+                continue
             if prefix is None:
-                prefix = infer_prefix(field_name)
-            if i < n_inputs:
+                prefix = infer_prefix(field_name) + ":"
+            if role == "input":
                 extra = {
-                    IS_TYPE_UNDEFINED: field[3] is None,
+                    IS_TYPE_UNDEFINED: tree is None,
                     "__dspy_field_type": "input",
-                    "prefix": prefix + ":",
+                    "prefix": prefix,
                     "desc": f"${{{field_name}}}",
                 }
             else:
-                extra = {"__dspy_field_type": "output", "prefix": prefix + ":", "desc": f"${{{field_name}}}"}
-            fields[field_name] = build.model_field(annotations[i], extra)
-        return build.fast_class(SignatureMeta, Signature, name, _MODULE, instructions, fields)
+                extra = {"__dspy_field_type": "output", "prefix": prefix, "desc": f"${{{field_name}}}"}
+            fields[field_name] = model_field(annotation, extra)
+    if fast:
+        return build.fast_class(SignatureMeta, Signature, name, _MODULE, instructions, fields, key)
     fixed: dict[str, tuple[Any, FieldInfo]] = {}
-    for i, field in enumerate(inputs + outputs):
-        if i < n_inputs:
-            fixed[field[0]] = (annotations[i], InputField(IS_TYPE_UNDEFINED=field[3] is None))
-        else:
-            fixed[field[0]] = (annotations[i], OutputField())
-    return _create(name, instructions, fixed)
+    for field, annotation in zip(inputs, annotations, strict=False):
+        fixed[field[0]] = (annotation, InputField(IS_TYPE_UNDEFINED=field[3] is None))
+    for field, annotation in zip(outputs, annotations[len(inputs) :], strict=True):
+        fixed[field[0]] = (annotation, OutputField())
+    cls = _create(name, instructions, fixed)
+    if key is not None:
+        type.__setattr__(cls, "__turbodspy_cache_key__", key)
+    return cls
 
 
 def infer_prefix(attribute_name: str) -> str:
