@@ -234,12 +234,14 @@ impl fmt::Display for SignatureError {
             EmptyName { .. } => write!(f, "an empty field name; remove the extra comma or name the field"),
             NotAnIdentifier { found, .. } => write!(
                 f,
-                "{found:?} is not a valid field name; names are Python identifiers such as 'question' or 'top_k'"
+                "{} is not a valid field name; names are Python identifiers such as 'question' or 'top_k'",
+                py_repr(found)
             ),
-            ReservedName { name, reason, .. } => write!(f, "field name {name:?} is reserved ({reason}); rename the field"),
+            ReservedName { name, reason, .. } => write!(f, "field name {} is reserved ({reason}); rename the field", py_repr(name)),
             DuplicateName { name, first, .. } => write!(
                 f,
-                "field name {name:?} is used twice (first at position {first}); every input and output needs its own name"
+                "field name {} is used twice (first at position {first}); every input and output needs its own name",
+                py_repr(name)
             ),
             Unclosed { open, .. } => write!(f, "'{open}' is never closed"),
             UnexpectedClose { close, .. } => write!(f, "'{close}' closes nothing"),
@@ -255,11 +257,40 @@ impl fmt::Display for SignatureError {
 
 impl std::error::Error for SignatureError {}
 
+/// `text` quoted as Python's `repr` quotes a string: single quotes unless only double quotes avoid escaping.
+pub fn py_repr(text: &str) -> String {
+    let quote = if text.contains('\'') && !text.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push(quote);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
 /// The full message for an error in `signature`: what went wrong, where, and the line with a caret under
 /// the spot. Errors found later by the Python layer (an unknown type name) are worded the same way.
 pub fn error_message(signature: &str, what: &str, position: Option<usize>) -> String {
     let Some(position) = position else {
-        return format!("Invalid signature {signature:?}: {what}.");
+        return format!("Invalid signature {}: {what}.", py_repr(signature));
     };
     // Show the line holding the position, with a caret under the character.
     let mut column = position;
@@ -278,12 +309,16 @@ pub fn error_message(signature: &str, what: &str, position: Option<usize>) -> St
                 format!("position {position}")
             };
             return format!(
-                "Invalid signature {signature:?}: {what} (at {where_}):\n    {shown}\n    {pad}^"
+                "Invalid signature {}: {what} (at {where_}):\n    {shown}\n    {pad}^",
+                py_repr(signature)
             );
         }
         column -= len + 1;
     }
-    format!("Invalid signature {signature:?}: {what} (at position {position}).")
+    format!(
+        "Invalid signature {}: {what} (at position {position}).",
+        py_repr(signature)
+    )
 }
 
 /// Parses a whole signature string.
@@ -437,7 +472,7 @@ impl<'a> Parser<'a> {
         match self.peek() {
             None => "end of signature".to_owned(),
             Some(_) if self.starts_with("->") => "'->'".to_owned(),
-            Some(c) => format!("{c:?}"),
+            Some(c) => py_repr(c.encode_utf8(&mut [0; 4])),
         }
     }
 
@@ -975,7 +1010,7 @@ impl<'a> Parser<'a> {
             }
             if bytes && !c.is_ascii() {
                 return Err(SignatureError::Unexpected {
-                    found: format!("{c:?}"),
+                    found: py_repr(c.encode_utf8(&mut [0; 4])),
                     expected: "ASCII characters in a bytes literal",
                     position: self.chars_at(self.pos),
                 });
