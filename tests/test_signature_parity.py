@@ -236,6 +236,23 @@ def test_edits_match_dspy() -> None:
         assert_same_signature(ours, theirs)
 
 
+def test_edits_share_field_extras_like_dspy() -> None:
+    # DSPy's edits hand the same `json_schema_extra` dicts to the new class (a later in-place change shows in
+    # both); code that relies on that, or on its absence after deepcopy, sees the same here.
+    def sharing(lib: Any) -> list[bool]:
+        base = lib.Signature("question -> answer")
+        edited = [base.with_instructions("x"), base.append("extra", lib.InputField()), base.delete("answer")]
+        edited += [base.with_updated_fields("answer", desc="d"), base.load_state(base.dump_state())]
+        return [
+            e.fields[name].json_schema_extra is base.fields[name].json_schema_extra
+            for e in edited
+            for name in base.fields
+            if name in e.fields
+        ]
+
+    assert sharing(turbodspy) == sharing(dspy)
+
+
 def test_dict_signatures_match_dspy() -> None:
     def fields(lib: Any) -> dict[str, Any]:
         return {

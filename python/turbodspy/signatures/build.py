@@ -11,6 +11,7 @@ an unknown pydantic version) goes through pydantic itself.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import types
 import typing
 from _abc import _abc_init
@@ -18,6 +19,7 @@ from typing import Any
 
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+from typing_inspection.introspection import AnnotationSource
 
 # The FieldInfo layout this module knows how to fill; any other pydantic takes the slow path.
 _KNOWN_SLOTS = (
@@ -176,8 +178,49 @@ def install_deferred(base: type) -> None:
         type.__setattr__(base, attr, _CompleteOnAccess(attr, value))
 
 
+def _has_unresolved_parts(annotation: Any) -> bool:
+    """Whether pydantic would evaluate part of `annotation` (forward references, strings, type variables)."""
+    if isinstance(annotation, (str, typing.ForwardRef, typing.TypeVar)):
+        return True
+    return any(_has_unresolved_parts(arg) for arg in typing.get_args(annotation) if not isinstance(arg, (int, bool)))
+
+
+def fields_from_dict(fixed: dict[str, tuple[Any, FieldInfo]], shadowed: frozenset[str]) -> dict[str, FieldInfo] | None:
+    """The FieldInfos pydantic's `create_model` would make for `{name: (type, FieldInfo)}`, or None when a
+    field needs more of pydantic than a plain merge (see the checks below)."""
+    fields: dict[str, FieldInfo] = {}
+    for name, (annotation, field) in fixed.items():
+        extra = field.json_schema_extra
+        if (
+            name in shadowed
+            or name.startswith("_")
+            or type(field) is not FieldInfo
+            or type(extra) is not dict
+            or extra.get("__dspy_field_type") not in ("input", "output")
+            or field.field_title_generator is not None
+            or field.deprecated is not None
+            or inspect.ismethoddescriptor(field.default)
+            or not plain_annotation(annotation)
+            or _has_unresolved_parts(annotation)
+        ):
+            return None
+        # As `collect_model_fields` does for an annotated attribute with a `Field(...)` value.
+        merged = FieldInfo.from_annotated_attribute(annotation, field, _source=AnnotationSource.CLASS)
+        merged._original_assignment = field
+        merged._original_annotation = annotation
+        fields[name] = merged
+    return fields
+
+
 def fast_class(
-    meta: type, base: type, name: str, module: str, doc: str, fields: dict[str, FieldInfo], cache_key: Any = None
+    meta: type,
+    base: type,
+    name: str,
+    module: str,
+    doc: str,
+    fields: dict[str, FieldInfo],
+    cache_key: Any = None,
+    annotations: dict[str, Any] | None = None,
 ) -> type:
     """A subclass of `base` with `fields`, in the state `create_model(..., __config__=defer_build)` leaves it.
 
@@ -189,7 +232,7 @@ def fast_class(
         "__module__": module,
         "__qualname__": name,
         "__doc__": doc,
-        "__annotations__": {key: f.annotation for key, f in fields.items()},
+        "__annotations__": annotations if annotations is not None else {k: f.annotation for k, f in fields.items()},
         "model_config": {},
         "__pydantic_setattr_handlers__": {},
         "__pydantic_complete__": False,

@@ -160,10 +160,11 @@ def _resolve(signature: str, node: tuple, names: _Names) -> Any:
         return tuple(_resolve(signature, item, names) for item in node[1])
     if tag == CONSTANT:
         return node[1]
-    if tag == INT:
-        return int(node[1], 0)
-    if tag == FLOAT:
-        return float(node[1])
+    if tag in (INT, FLOAT):
+        try:
+            return int(node[1], 0) if tag == INT else float(node[1])
+        except ValueError as exc:
+            raise signature_error(signature, f"{node[1]!r} is not a valid number: {exc}") from exc
     if tag == CALL:
         kwargs = {}
         for key, value in node[2]:

@@ -316,12 +316,29 @@ def make_signature(
         if not isinstance(field, FieldInfo):
             raise ValueError(f"Field values must be Field instances, but received: {field}.")
         fixed[name] = (type_, field)
+    fields = build.fields_from_dict(fixed, _SHADOWED) if build.ENABLED else None
+    if fields is None:
+        if instructions is None:
+            # Field roles are checked by building the class; the instructions then name its fields.
+            cls = _create(signature_name, "", fixed)
+            cls.__doc__ = _default_instructions(cls.input_fields, cls.output_fields)
+            return cls
+        return _create(signature_name, instructions, fixed)
     if instructions is None:
-        # Field roles are checked by building the class; the instructions then name its fields.
-        cls = _create(signature_name, "", fixed)
-        cls.__doc__ = _default_instructions(cls.input_fields, cls.output_fields)
-        return cls
-    return _create(signature_name, instructions, fixed)
+        roles = [(name, f.json_schema_extra["__dspy_field_type"]) for name, f in fields.items()]  # type: ignore[index]
+        instructions = _default_instructions(
+            [n for n, role in roles if role == "input"], [n for n, role in roles if role == "output"]
+        )
+    annotations = {name: type_ for name, (type_, _) in fixed.items()}
+    cls = build.fast_class(SignatureMeta, Signature, signature_name, _MODULE, instructions, fields, None, annotations)
+    # As SignatureMeta.__new__ completes every field.
+    for name, field in fields.items():
+        extra: dict[str, Any] = field.json_schema_extra  # type: ignore[assignment]
+        if "prefix" not in extra:
+            extra["prefix"] = infer_prefix(name) + ":"
+        if "desc" not in extra:
+            extra["desc"] = f"${{{name}}}"
+    return cls
 
 
 def _create(name: str, doc: str, fields: dict[str, tuple[Any, FieldInfo]]) -> Any:
