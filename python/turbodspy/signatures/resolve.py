@@ -8,6 +8,7 @@ cached by their text.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import importlib
 import logging
 import sys
@@ -111,7 +112,8 @@ def resolve_type(signature: str, text: str, tree: tuple, custom: Mapping[str, An
     value = _resolve(signature, tree, names)
     if static and not names.imported:
         if len(_static_types) >= _STATIC_TYPES_LIMIT:
-            _static_types.popitem(last=False)
+            with contextlib.suppress(KeyError):  # another thread emptied it first
+                _static_types.popitem(last=False)
         _static_types[text] = value
     return value
 

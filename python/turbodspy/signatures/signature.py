@@ -8,6 +8,7 @@ a string are cached: the same string (and instructions, and resolved custom type
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
 import sys
@@ -38,7 +39,9 @@ _RESERVED = frozenset(
 _parsed: OrderedDict[str, tuple[tuple, tuple, tuple[str, ...], tuple[str, ...]]] = OrderedDict()
 # (string, instructions, class name[, custom types used]) -> class
 _classes: OrderedDict[tuple, type] = OrderedDict()
-_CACHE_LIMIT = 4096
+# Type texts resolved from fixed namespaces whose types are valid field types that pydantic takes as is.
+_plain_static_types: OrderedDict[str, Any] = OrderedDict()
+_CACHE_LIMIT = 1024
 
 
 def _default_instructions(inputs: Any, outputs: Any) -> str:
@@ -384,12 +387,14 @@ def _from_string(
             return hit
         if signature not in _parsed:
             if len(_parsed) >= _CACHE_LIMIT:
-                _parsed.popitem(last=False)
+                with contextlib.suppress(KeyError):
+                    _parsed.popitem(last=False)
             _parsed[signature] = parsed
     cls = _build(signature, parsed, instructions, name, custom, key)
     if key is not None:
         if len(_classes) >= _CACHE_LIMIT:
-            _classes.popitem(last=False)
+            with contextlib.suppress(KeyError):  # another thread emptied it first
+                _classes.popitem(last=False)
         _classes[key] = cls
     return cls
 
@@ -410,6 +415,7 @@ def _build(
     model_field = build.model_field
     plain = build.plain_annotation
     static_types = _static_types
+    plain_static = _plain_static_types
     fields: dict[str, Any] = {}
     annotations: list[Any] = []
     for role, group in (("input", inputs), ("output", outputs)):
@@ -424,6 +430,8 @@ def _build(
                 fast = False
             if tree is None:
                 annotation: Any = str
+            elif custom is None and (annotation := plain_static.get(text)) is not None:
+                pass  # resolved, checked and plain before: nothing more to do
             else:
                 # Types named only from builtins and typing are cached by their text.
                 annotation = static_types.get(text) if custom is None else None
@@ -437,8 +445,13 @@ def _build(
                         f"Field types must be types, but received: {annotation} of type {type(annotation)}",
                         position,
                     )
-                elif fast and not plain(annotation):
+                elif not plain(annotation):
                     fast = False
+                elif custom is None and text in static_types:
+                    if len(plain_static) >= _CACHE_LIMIT:
+                        with contextlib.suppress(KeyError):
+                            plain_static.popitem(last=False)
+                    plain_static[text] = annotation
             annotations.append(annotation)
             if not fast:
                 continue
