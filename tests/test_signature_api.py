@@ -64,6 +64,28 @@ def test_names_resolve_from_the_callers_scope_and_the_cache_follows_them() -> No
     assert second.fields["item"].annotation is second_local
 
 
+def test_every_call_form_finds_the_callers_types() -> None:
+    class Local(pydantic.BaseModel):
+        value: int
+
+    text = "item: Local -> other: Local"
+    forms = [
+        Signature(text),
+        Signature(text, "Instructions."),
+        Signature(text, instructions="Instructions."),
+        Signature(text, "Instructions.", "Named"),
+        Signature(text, signature_name="Named"),
+        turbodspy.ensure_signature(text),
+    ]
+    for sig in forms:
+        assert sig.fields["item"].annotation is Local
+    assert forms[3].__name__ == "Named"
+    assert forms[2].instructions == "Instructions."
+    assert Signature(signature="a -> b").signature == "a -> b"
+    with pytest.raises(TypeError):
+        Signature(text, "Instructions.", "Named", None, "too many")
+
+
 def test_module_level_models_enums_and_literals() -> None:
     sig = Signature("mood: Mood, options: Literal['a', 'b'] -> answer: Answer, moods: dict[str, Mood]")
     assert sig.fields["mood"].annotation is Mood

@@ -56,16 +56,11 @@ class SignatureMeta(type(BaseModel)):  # type: ignore[misc]
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         if cls is Signature:
             # `Signature("a -> b")` makes a new signature class rather than an instance.
-            if args and type(args[0]) is str and len(args) <= 2 and not kwargs:
-                return _from_string(args[0], args[1] if len(args) == 2 else None, "StringSignature", None, 1)
-            custom_types = kwargs.pop("custom_types", None)
-            if custom_types is None and args and isinstance(args[0], str):
-                instructions = args[1] if len(args) > 1 else kwargs.pop("instructions", None)
-                name = args[2] if len(args) > 2 else kwargs.pop("signature_name", "StringSignature")
-                if not kwargs:
-                    return _from_string(args[0], instructions, name, None, 1)
-                return make_signature(args[0], instructions, name, **kwargs)
-            return make_signature(*args, custom_types=custom_types, **kwargs)
+            if args and isinstance(args[0], str):
+                if len(args) <= 2 and not kwargs and type(args[0]) is str:
+                    return _from_string(args[0], args[1] if len(args) == 2 else None, "StringSignature", None, 1)
+                return _string_signature(*args, **kwargs)
+            return make_signature(*args, **kwargs)
         return super().__call__(*args, **kwargs)
 
     @staticmethod
@@ -346,6 +341,16 @@ def make_signature(
 
 def _create(name: str, doc: str, fields: dict[str, tuple[Any, FieldInfo]]) -> Any:
     return create_model(name, __base__=Signature, __doc__=doc, __module__=_MODULE, **fields)  # type: ignore[call-overload]
+
+
+def _string_signature(
+    signature: str,
+    instructions: str | None = None,
+    signature_name: str = "StringSignature",
+    custom_types: dict[str, Any] | None = None,
+) -> Any:
+    # `Signature(...)` with a string: unknown type names are looked up in the caller's frames.
+    return _from_string(signature, instructions, signature_name, custom_types, 2 if custom_types is None else None)
 
 
 def _parse(signature: str) -> tuple[tuple, tuple, tuple[str, ...], str, tuple[str, ...]]:
