@@ -223,11 +223,14 @@ def test_annotated_types_keep_their_constraints() -> None:
     assert sig(a=1, b="x").a == 1
 
 
-def test_cache_is_bounded() -> None:
-    limit = signature_module._CACHE_LIMIT
-    for i in range(limit + 10):
+def test_cache_is_bounded_and_keeps_the_strings_in_use() -> None:
+    limit = signature_module._CLASS_CACHE_LIMIT
+    hot = Signature("hot_question -> hot_answer")
+    for i in range(limit * 3):
         Signature(f"bounded_{i} -> out")
+        assert Signature("hot_question -> hot_answer") is hot
     assert len(signature_module._classes) <= limit
+    assert Signature("bounded_0 -> out") is not Signature("bounded_0 -> out", "Other.")
 
 
 def test_import_stays_cheap() -> None:

@@ -37,11 +37,14 @@ _RESERVED = frozenset(
 
 # signature string -> _parse's result, for strings whose classes depend on custom or caller types
 _parsed: OrderedDict[str, tuple[tuple, tuple, tuple[str, ...], tuple[str, ...]]] = OrderedDict()
-# (string, instructions, class name[, custom types used]) -> class
+# (string, instructions, class name[, custom types used]) -> class, least recently used first
 _classes: OrderedDict[tuple, type] = OrderedDict()
 # Type texts resolved from fixed namespaces whose types are valid field types that pydantic takes as is.
 _plain_static_types: OrderedDict[str, Any] = OrderedDict()
 _CACHE_LIMIT = 1024
+# Classes are kept for the strings a program repeats. Each cached class outlives pydantic's young GC
+# generations, so a program that builds ever-new strings pays for every one kept: the bound stays small.
+_CLASS_CACHE_LIMIT = 128
 
 
 def _default_instructions(inputs: Any, outputs: Any) -> str:
@@ -368,11 +371,14 @@ def _from_string(
     """The class for a signature string; `caller` is how many frames up to look for unknown type names."""
     if custom_types is None:
         # Strings whose types need nothing from the caller are cached under this short key only.
+        short = (signature, instructions, name)
         try:
-            hit = _classes.get((signature, instructions, name))
+            hit = _classes.get(short)
         except TypeError:  # unhashable instructions: build without the cache
             return _build(signature, _parse(signature), instructions, name, None, None)
         if hit is not None:
+            with contextlib.suppress(KeyError):  # least recently used goes first; another thread may evict
+                _classes.move_to_end(short)
             return hit
     parsed = _parse(signature)
     custom = custom_types
@@ -389,6 +395,8 @@ def _from_string(
         except TypeError:  # unhashable custom types
             key, hit = None, None
         if hit is not None:
+            with contextlib.suppress(KeyError):
+                _classes.move_to_end(key)
             return hit
         if signature not in _parsed:
             if len(_parsed) >= _CACHE_LIMIT:
@@ -397,7 +405,7 @@ def _from_string(
             _parsed[signature] = parsed
     cls = _build(signature, parsed, instructions, name, custom, key)
     if key is not None:
-        if len(_classes) >= _CACHE_LIMIT:
+        if len(_classes) >= _CLASS_CACHE_LIMIT:
             with contextlib.suppress(KeyError):  # another thread emptied it first
                 _classes.popitem(last=False)
         _classes[key] = cls
