@@ -42,8 +42,9 @@ _classes: OrderedDict[tuple, type] = OrderedDict()
 # Type texts resolved from fixed namespaces whose types are valid field types that pydantic takes as is.
 _plain_static_types: OrderedDict[str, Any] = OrderedDict()
 _CACHE_LIMIT = 1024
-# Classes are kept for the strings a program repeats. Each cached class outlives pydantic's young GC
-# generations, so a program that builds ever-new strings pays for every one kept: the bound stays small.
+# Classes are kept for the strings a program repeats. Each cached class outlives the young generations of
+# Python's garbage collector, so a program that builds ever-new strings pays for every one kept: the bound
+# stays small.
 _CLASS_CACHE_LIMIT = 128
 
 
