@@ -32,7 +32,7 @@ _MISSING = object()
 
 # Field names DSPy cannot build a signature with (they collide with the class's own API).
 _RESERVED = frozenset(
-    {"instructions", "signature", "fields", "input_fields", "output_fields", "model_config", "model_fields"}
+    {"instructions", "signature", "fields", "input_fields", "output_fields", "model_config"}
 )
 
 # signature string -> _parse's result, for strings whose classes depend on custom or caller types
