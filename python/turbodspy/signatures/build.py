@@ -182,6 +182,8 @@ def _has_unresolved_parts(annotation: Any) -> bool:
     """Whether pydantic would evaluate part of `annotation` (forward references, strings, type variables)."""
     if isinstance(annotation, (str, typing.ForwardRef, typing.TypeVar)):
         return True
+    if typing.get_origin(annotation) is typing.Literal:  # its arguments are values, not types
+        return False
     return any(_has_unresolved_parts(arg) for arg in typing.get_args(annotation) if not isinstance(arg, (int, bool)))
 
 
