@@ -27,6 +27,19 @@ from turbodspy.errors import (
     LMUnsupportedModelError,
 )
 from turbodspy.settings import configure, context, settings
+from turbodspy.signatures import (
+    InputField,
+    OldField,
+    OldInputField,
+    OldOutputField,
+    OutputField,
+    Signature,
+    SignatureMeta,
+    SignatureSyntaxError,
+    ensure_signature,
+    infer_prefix,
+    make_signature,
+)
 
 # The process-wide response cache; `configure_cache(...)` or plain assignment replaces it.
 cache = Cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=None)
@@ -41,6 +54,7 @@ __all__ = [
     "ContextWindowExceededError",
     "DSPyError",
     "History",
+    "InputField",
     "JSONAdapter",
     "LMAuthError",
     "LMConfigurationError",
@@ -53,11 +67,21 @@ __all__ = [
     "LMTransportError",
     "LMUnsupportedFeatureError",
     "LMUnsupportedModelError",
+    "OldField",
+    "OldInputField",
+    "OldOutputField",
+    "OutputField",
+    "Signature",
+    "SignatureMeta",
+    "SignatureSyntaxError",
     "__version__",
     "cache",
     "configure",
     "configure_cache",
     "context",
+    "ensure_signature",
+    "infer_prefix",
     "inspect_history",
+    "make_signature",
     "settings",
 ]

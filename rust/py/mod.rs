@@ -10,6 +10,7 @@ mod template;
 fn call_id() -> String {
     crate::call_id::uuid4()
 }
+mod signature;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -24,5 +25,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(template::parse_json_object, m)?)?;
     m.add_function(wrap_pyfunction!(template::parse_json_container, m)?)?;
     m.add_function(wrap_pyfunction!(template::parse_json_value, m)?)?;
+    m.add_function(wrap_pyfunction!(signature::parse_signature, m)?)?;
+    m.add_function(wrap_pyfunction!(signature::signature_error, m)?)?;
+    m.add_function(wrap_pyfunction!(signature::infer_ascii_prefix, m)?)?;
+    m.add(
+        "SignatureSyntaxError",
+        m.py().get_type::<signature::SignatureSyntaxError>(),
+    )?;
     Ok(())
 }

@@ -1,0 +1,206 @@
+"""Builds Signature classes without pydantic's class-construction pass, for fields that need none of it.
+
+pydantic's `create_model` spends about a quarter of a millisecond collecting fields and compiling a validator
+per class. A signature built from a string has plain fields (a type and DSPy's extras), so this module sets
+the class up in the state pydantic's metaclass would leave it in, and defers the validator, serializer, core
+schema and `__signature__` until something asks for them (the class is then completed by `model_rebuild`,
+exactly as a `defer_build` model is). Anything unusual (annotated types, names that shadow model attributes,
+an unknown pydantic version) goes through pydantic itself.
+"""
+
+from __future__ import annotations
+
+import typing
+from abc import ABCMeta
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+try:
+    from pydantic._internal._decorators import DecoratorInfos
+except ImportError:  # pragma: no cover - a pydantic without it takes the slow path
+    DecoratorInfos = None  # type: ignore[assignment,misc]
+
+# The FieldInfo layout this module knows how to fill; any other pydantic takes the slow path.
+_KNOWN_SLOTS = (
+    "annotation",
+    "default",
+    "default_factory",
+    "alias",
+    "alias_priority",
+    "validation_alias",
+    "serialization_alias",
+    "title",
+    "field_title_generator",
+    "description",
+    "examples",
+    "exclude",
+    "exclude_if",
+    "discriminator",
+    "deprecated",
+    "json_schema_extra",
+    "frozen",
+    "validate_default",
+    "repr",
+    "init",
+    "init_var",
+    "kw_only",
+    "metadata",
+    "_attributes_set",
+    "_qualifiers",
+    "_complete",
+    "_original_assignment",
+    "_original_annotation",
+    "_final",
+)
+
+# Class attributes pydantic's metaclass sets and that the lazy descriptors below stand in for.
+_DEFERRED = ("__pydantic_core_schema__", "__pydantic_validator__", "__pydantic_serializer__", "__signature__")
+
+# Top-level annotation forms pydantic unpacks into field metadata or qualifiers: these need pydantic.
+_SPECIAL_ORIGINS = {typing.Annotated, typing.ClassVar, typing.Final}
+for _name in ("Required", "NotRequired", "ReadOnly", "InitVar"):
+    if hasattr(typing, _name):
+        _SPECIAL_ORIGINS.add(getattr(typing, _name))
+
+_new_field = FieldInfo.__new__
+_abc_new = ABCMeta.__new__
+
+ENABLED = (
+    tuple(FieldInfo.__slots__) == _KNOWN_SLOTS
+    and DecoratorInfos is not None
+    and all(hasattr(BaseModel, attr) or attr == "__signature__" for attr in _DEFERRED[:3])
+)
+
+
+def _declared(extra: dict[str, Any]) -> FieldInfo:
+    """The FieldInfo that `InputField()`/`OutputField()` returns, holding `extra` as its json_schema_extra."""
+    f = _new_field(FieldInfo)
+    f.annotation = None
+    f.default = PydanticUndefined
+    f.default_factory = None
+    f.alias = None
+    f.alias_priority = None
+    f.validation_alias = None
+    f.serialization_alias = None
+    f.title = None
+    f.field_title_generator = None
+    f.description = None
+    f.examples = None
+    f.exclude = None
+    f.exclude_if = None
+    f.discriminator = None
+    f.deprecated = None
+    f.json_schema_extra = extra
+    f.frozen = None
+    f.validate_default = None
+    f.repr = True
+    f.init = None
+    f.init_var = None
+    f.kw_only = None
+    f.metadata = []
+    f._attributes_set = {"json_schema_extra": extra}
+    f._qualifiers = set()
+    f._complete = True
+    f._original_assignment = PydanticUndefined
+    f._original_annotation = PydanticUndefined
+    f._final = False
+    return f
+
+
+def model_field(annotation: Any, extra: dict[str, Any]) -> FieldInfo:
+    """The FieldInfo pydantic makes for `name: annotation = Field(json_schema_extra=extra)` in a class."""
+    f = _new_field(FieldInfo)
+    f.annotation = annotation
+    f.default = PydanticUndefined
+    f.default_factory = None
+    f.alias = None
+    f.alias_priority = None
+    f.validation_alias = None
+    f.serialization_alias = None
+    f.title = None
+    f.field_title_generator = None
+    f.description = None
+    f.examples = None
+    f.exclude = None
+    f.exclude_if = None
+    f.discriminator = None
+    f.deprecated = None
+    f.json_schema_extra = extra
+    f.frozen = None
+    f.validate_default = None
+    f.repr = True
+    f.init = None
+    f.init_var = None
+    f.kw_only = None
+    f.metadata = []
+    f._attributes_set = {"annotation": annotation, "json_schema_extra": extra}
+    f._qualifiers = set()
+    f._complete = True
+    f._original_assignment = _declared(extra)
+    f._original_annotation = annotation
+    f._final = True
+    return f
+
+
+def plain_annotation(annotation: Any) -> bool:
+    """Whether pydantic would take `annotation` as the field's type as is (no metadata, no qualifiers)."""
+    return typing.get_origin(annotation) not in _SPECIAL_ORIGINS and annotation not in _SPECIAL_ORIGINS
+
+
+class _CompleteOnAccess:
+    """Stands in, on the base class, for one attribute pydantic builds per model class.
+
+    A class built by `fast_class` has none of its own; the first access completes it with `model_rebuild`
+    (which stores the real attribute on that class). Every other class gets the base's own value.
+    """
+
+    __slots__ = ("attr", "value")
+
+    def __init__(self, attr: str, value: Any):
+        self.attr = attr
+        self.value = value
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        if owner is not None and "__turbodspy_deferred__" in owner.__dict__:
+            owner.model_rebuild(raise_errors=True, _parent_namespace_depth=2)
+            if self.attr in owner.__dict__:
+                return getattr(instance if instance is not None else owner, self.attr)
+        get = getattr(type(self.value), "__get__", None)
+        return get(self.value, instance, owner) if get is not None else self.value
+
+
+def install_deferred(base: type) -> None:
+    """Puts the stand-ins for `_DEFERRED` attributes on `base` (the Signature class), keeping its values."""
+    for attr in _DEFERRED:
+        value = base.__dict__[attr]
+        type.__setattr__(base, attr, _CompleteOnAccess(attr, value))
+
+
+def fast_class(meta: type, base: type, name: str, module: str, doc: str, fields: dict[str, FieldInfo]) -> type:
+    """A subclass of `base` with `fields`, in the state `create_model(..., __config__=defer_build)` leaves it.
+
+    `fields` are complete FieldInfos (see `model_field`); `doc` becomes the instructions.
+    """
+    namespace = {
+        "__module__": module,
+        "__qualname__": name,
+        "__doc__": doc,
+        "__annotations__": {key: f.annotation for key, f in fields.items()},
+        "model_config": {},
+        "__class_vars__": set(),
+        "__private_attributes__": {},
+        "__pydantic_custom_init__": False,
+        "__pydantic_setattr_handlers__": {},
+        "__pydantic_decorators__": DecoratorInfos(),
+        "__pydantic_generic_metadata__": {"origin": None, "args": (), "parameters": ()},
+        "__pydantic_complete__": False,
+        "__pydantic_fields__": fields,
+        "__pydantic_extra_info__": None,
+        "__pydantic_post_init__": None,
+        "__pydantic_computed_fields__": {},
+        "__turbodspy_deferred__": True,
+    }
+    return _abc_new(meta, name, (base,), namespace)
