@@ -16,7 +16,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from turbodspy.settings import settings
+from turbodspy.settings import current
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,11 @@ def _handler(callback: BaseCallback, instance: Any, fn: Callable[..., Any], phas
 
 
 def _active_callbacks(instance: Any) -> list[BaseCallback]:
-    return list(settings.get("callbacks", None) or []) + list(getattr(instance, "callbacks", None) or [])
+    own = getattr(instance, "callbacks", None)
+    configured = current().get("callbacks")
+    if not own and not configured:
+        return []
+    return [*(configured or ()), *(own or ())]
 
 
 def _start(instance: Any, fn: Callable[..., Any], call_id: str, callbacks: list, args: tuple, kwargs: dict) -> None:
