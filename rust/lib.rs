@@ -4,10 +4,7 @@
 pub mod call_id;
 pub mod key;
 pub mod signature;
-<<<<<<< HEAD
-=======
 pub mod store;
->>>>>>> main
 pub mod template;
 
 #[cfg(feature = "python")]
