@@ -10,6 +10,7 @@ raises `BatchCancelledError`. There is no global timeout: a slow item is waited 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import logging
 import sys
@@ -27,6 +28,22 @@ logger = logging.getLogger(__name__)
 DEFAULT_ASYNC_CONCURRENCY = 32
 
 _UNSET: Any = object()
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def background_loop() -> asyncio.AbstractEventLoop:
+    """The process's background event loop (started on first use, on a daemon thread) for async batch runs."""
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="turbodspy-event-loop", daemon=True)
+            thread.start()
+            _loop = loop
+        return _loop
 
 
 class BatchCancelledError(DSPyError):
@@ -213,28 +230,25 @@ class ParallelExecutor:
     def execute_async(
         self, afunction: Callable[[Any], Awaitable[Any]], data: Sequence[Any], concurrency: int | None = None
     ) -> list[Any]:
-        """Run `await afunction(item)` over `data` with `concurrency` in flight, from synchronous code."""
-        coro_factory = lambda: self.aexecute(afunction, data, concurrency)  # noqa: E731
+        """Run `await afunction(item)` over `data` with `concurrency` in flight, from synchronous code.
+
+        The work runs on turbodspy's background event loop, which lives as long as the process, so async HTTP
+        clients (LiteLLM's) and their connections are reused from one batch to the next.
+        """
+        # The handle scheduling the coroutine copies this thread's context, so the caller's settings apply.
+        future = asyncio.run_coroutine_threadsafe(self.aexecute(afunction, data, concurrency), background_loop())
         try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(coro_factory())
-        # Called from inside a running loop (a notebook, an async app): run ours on a helper thread.
-        box: dict[str, Any] = {}
-        ctx = contextvars.copy_context()
-
-        def runner() -> None:
-            try:
-                box["result"] = ctx.run(asyncio.run, coro_factory())
-            except BaseException as e:
-                box["error"] = e
-
-        thread = threading.Thread(target=runner, name="turbodspy-batch-loop", daemon=True)
-        thread.start()
-        thread.join()
-        if "error" in box:
-            raise box["error"]
-        return box["result"]
+            while True:
+                try:
+                    # A timed wait keeps the calling thread responsive to Ctrl-C.
+                    return future.result(timeout=0.25)
+                except concurrent.futures.TimeoutError:
+                    continue
+        except KeyboardInterrupt:
+            self.cancel_jobs.set()
+            future.cancel()
+            logger.warning("SIGINT received. Cancelling.")
+            raise
 
     async def aexecute(
         self, afunction: Callable[[Any], Awaitable[Any]], data: Sequence[Any], concurrency: int | None = None
