@@ -3,6 +3,7 @@
 
 pub mod call_id;
 pub mod key;
+pub mod signature;
 
 #[cfg(feature = "python")]
 mod py;

@@ -29,6 +29,19 @@ from turbodspy.evaluate import Evaluate, EvaluationResult
 from turbodspy.predict import ChainOfThought, Parallel, Predict
 from turbodspy.primitives import BaseModule, Completions, Example, Module, Prediction
 from turbodspy.settings import configure, context, settings
+from turbodspy.signatures import (
+    InputField,
+    OldField,
+    OldInputField,
+    OldOutputField,
+    OutputField,
+    Signature,
+    SignatureMeta,
+    SignatureSyntaxError,
+    ensure_signature,
+    infer_prefix,
+    make_signature,
+)
 from turbodspy.utils.asyncify import asyncify
 from turbodspy.utils.callback import BaseCallback
 from turbodspy.utils.usage_tracker import track_usage
@@ -52,6 +65,7 @@ __all__ = [
     "Evaluate",
     "EvaluationResult",
     "Example",
+    "InputField",
     "LMAuthError",
     "LMConfigurationError",
     "LMError",
@@ -64,16 +78,26 @@ __all__ = [
     "LMUnsupportedFeatureError",
     "LMUnsupportedModelError",
     "Module",
+    "OldField",
+    "OldInputField",
+    "OldOutputField",
+    "OutputField",
     "Parallel",
     "Predict",
     "Prediction",
+    "Signature",
+    "SignatureMeta",
+    "SignatureSyntaxError",
     "__version__",
     "asyncify",
     "cache",
     "configure",
     "configure_cache",
     "context",
+    "ensure_signature",
+    "infer_prefix",
     "inspect_history",
+    "make_signature",
     "settings",
     "track_usage",
     "utils",

@@ -3,6 +3,7 @@
 use pyo3::prelude::*;
 
 mod key;
+mod signature;
 
 /// A fresh UUID4 string for a history entry.
 #[pyfunction]
@@ -18,6 +19,13 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add(
         "UnsupportedValueError",
         m.py().get_type::<key::UnsupportedValueError>(),
+    )?;
+    m.add_function(wrap_pyfunction!(signature::parse_signature, m)?)?;
+    m.add_function(wrap_pyfunction!(signature::signature_error, m)?)?;
+    m.add_function(wrap_pyfunction!(signature::infer_ascii_prefix, m)?)?;
+    m.add(
+        "SignatureSyntaxError",
+        m.py().get_type::<signature::SignatureSyntaxError>(),
     )?;
     Ok(())
 }
