@@ -5,6 +5,7 @@ first provider call, never here.
 """
 
 from turbodspy._core import __version__
+from turbodspy.adapters import Adapter, ChatAdapter, History, JSONAdapter
 from turbodspy.clients.base_lm import BaseLM
 from turbodspy.clients.cache import Cache, configure_cache
 from turbodspy.clients.history import inspect_history
@@ -53,19 +54,23 @@ cache = Cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=N
 
 __all__ = [
     "LM",
+    "Adapter",
     "AdapterParseError",
     "BaseCallback",
     "BaseLM",
     "BaseModule",
     "Cache",
     "ChainOfThought",
+    "ChatAdapter",
     "Completions",
     "ContextWindowExceededError",
     "DSPyError",
     "Evaluate",
     "EvaluationResult",
     "Example",
+    "History",
     "InputField",
+    "JSONAdapter",
     "LMAuthError",
     "LMConfigurationError",
     "LMError",

@@ -14,6 +14,49 @@ def request_key(request: dict[str, object], ignored: list[str] = ..., fn_identif
 def call_id() -> str:
     """A fresh UUID4-format string, unique per call (not for secrets)."""
 
+class Template:
+    """A signature compiled for ChatAdapter ('chat') or JSONAdapter ('json'): fixed texts rendered once."""
+
+    def __init__(
+        self,
+        style: str,
+        instruction_lines: list[str],
+        inputs: list[dict[str, object]],
+        outputs: list[dict[str, object]],
+        history: int | None,
+        serialize: object,
+        expand_markers: object,
+    ) -> None: ...
+    def system_message(self) -> str: ...
+    def field_description(self) -> str: ...
+    def field_structure(self) -> str: ...
+    def task_description(self) -> str: ...
+    def output_requirements(self) -> str: ...
+    def format(self, demos: object, inputs: object) -> list[dict[str, object]]:
+        """All messages of one call: system, demos, conversation history, current request."""
+    def user_content(
+        self,
+        inputs: object,
+        prefix: str = "",
+        suffix: str = "",
+        main_request: bool = False,
+        requirements: str | None = None,
+    ) -> str: ...
+    def assistant_content(self, outputs: object, missing: str | None = None) -> str: ...
+    def demo_messages(self, demos: object) -> list[dict[str, object]]: ...
+    def history_messages(self, turns: object) -> list[dict[str, object]]: ...
+    def split_chat(self, completion: str) -> dict[str, str]:
+        """The raw text of each output field's first `[[ ## name ## ]]` section, in signature order."""
+
+def parse_json_object(completion: str) -> dict[str, object] | None:
+    """The JSON object in a completion (repaired if needed), or None when there is none."""
+
+def parse_json_container(text: str) -> object | None:
+    """The first JSON array or object in `text` (repaired if needed), or None when there is none."""
+
+def parse_json_value(text: str) -> tuple[bool, object]:
+    """`(True, value)` when a field's text is JSON or holds a JSON array/object (repaired), else `(False, None)`."""
+
 class SignatureSyntaxError(ValueError):
     """A malformed signature string; the message says what and where."""
 

@@ -3,13 +3,14 @@
 use pyo3::prelude::*;
 
 mod key;
-mod signature;
+mod template;
 
 /// A fresh UUID4 string for a history entry.
 #[pyfunction]
 fn call_id() -> String {
     crate::call_id::uuid4()
 }
+mod signature;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -20,6 +21,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "UnsupportedValueError",
         m.py().get_type::<key::UnsupportedValueError>(),
     )?;
+    m.add_class::<template::Template>()?;
+    m.add_function(wrap_pyfunction!(template::parse_json_object, m)?)?;
+    m.add_function(wrap_pyfunction!(template::parse_json_container, m)?)?;
+    m.add_function(wrap_pyfunction!(template::parse_json_value, m)?)?;
     m.add_function(wrap_pyfunction!(signature::parse_signature, m)?)?;
     m.add_function(wrap_pyfunction!(signature::signature_error, m)?)?;
     m.add_function(wrap_pyfunction!(signature::infer_ascii_prefix, m)?)?;
