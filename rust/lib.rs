@@ -4,6 +4,7 @@
 pub mod call_id;
 pub mod key;
 pub mod signature;
+pub mod store;
 pub mod template;
 
 #[cfg(feature = "python")]

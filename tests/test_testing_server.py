@@ -179,3 +179,421 @@ def test_context_manager_frees_the_port():
         _ = server.port
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2)
+
+
+def test_models_are_listed_and_unknown_paths_are_404(llm_server):
+    status, _, raw = post(llm_server, "/v1/nothing-here", {})
+    assert status == 404 and "Unknown request URL" in json.loads(raw)["error"]["message"]
+    with urllib.request.urlopen(llm_server.openai_base + "/models", timeout=10) as response:
+        listing = json.loads(response.read())
+    assert listing["object"] == "list" and listing["data"][0]["id"] == "test-model"
+
+
+@pytest.mark.parametrize(
+    ("api_base_suffix", "expected_path"), [("/", "/chat/completions"), ("/v1", "/v1/chat/completions")]
+)
+def test_gateway_style_api_base_with_unprefixed_model(llm_server, api_base_suffix, expected_path):
+    response = litellm.completion(
+        model="gpt-4o-mini", api_base=llm_server.url + api_base_suffix, api_key="x", messages=USER
+    )
+    assert "capital of France" in response.choices[0].message.content
+    assert llm_server.last_request.path == expected_path
+    assert llm_server.last_request.model == "gpt-4o-mini"
+
+
+# Other OpenAI endpoints
+
+
+def test_legacy_text_completion(llm_server):
+    response = litellm.text_completion(
+        model="text-completion-openai/test-instruct", api_base=llm_server.openai_base, api_key="x", prompt="Say hi"
+    )
+    assert llm_server.last_request.path == "/v1/completions"
+    assert llm_server.last_request.body["prompt"] in ("Say hi", ["Say hi"])
+    assert "Say hi" in response.choices[0].text
+    assert response.usage.total_tokens == response.usage.prompt_tokens + response.usage.completion_tokens
+
+
+def test_responses_api_through_the_openai_client(llm_server):
+    import openai
+
+    client = openai.OpenAI(base_url=llm_server.openai_base, api_key="x", max_retries=0)
+    response = client.responses.create(model="test-model", input="Say hi to the Responses API", instructions="Be kind")
+    assert llm_server.last_request.path == "/v1/responses"
+    assert response.status == "completed"
+    assert "Say hi to the Responses API" in response.output_text
+    assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
+    streamed = client.responses.create(
+        model="test-model", input="Say hi to the Responses API", instructions="Be kind", stream=True
+    )
+    events = list(streamed)
+    assert events[-1].type == "response.completed"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == response.output_text
+
+
+def test_responses_api_through_litellm(llm_server):
+    pytest.importorskip("mcp", reason="litellm.responses imports the optional 'mcp' package on every call")
+    response = litellm.responses(
+        model="openai/test-model", api_base=llm_server.openai_base, api_key="x", input="Say hi to the Responses API"
+    )
+    assert llm_server.last_request.path == "/v1/responses"
+    assert "Say hi to the Responses API" in response.output[0].content[0].text
+
+
+# Anthropic and Ollama wire formats through LiteLLM's own provider code
+
+SYSTEM_AND_USER = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
+
+
+def test_anthropic_messages(llm_server):
+    response = litellm.completion(
+        model="anthropic/claude-3-opus-20240229", api_base=llm_server.url, api_key="k", messages=SYSTEM_AND_USER
+    )
+    recorded = llm_server.last_request
+    assert recorded.path == "/v1/messages"
+    assert recorded.headers["x-api-key"] == "k"
+    assert recorded.body["system"][0]["text"] == "Be brief." if isinstance(recorded.body["system"], list) else True
+    assert "Name a colour." in response.choices[0].message.content
+    assert response.choices[0].finish_reason == "stop"
+    assert response.usage.prompt_tokens > 0 and response.usage.completion_tokens > 0
+    streamed = litellm.completion(
+        model="anthropic/claude-3-opus-20240229",
+        api_base=llm_server.url,
+        api_key="k",
+        messages=SYSTEM_AND_USER,
+        stream=True,
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in streamed) == response.choices[0].message.content
+
+
+def test_anthropic_thinking_blocks_become_reasoning_content(llm_server):
+    response = litellm.completion(
+        model="anthropic/claude-sonnet-4-20250514",
+        api_base=llm_server.url,
+        api_key="k",
+        messages=SYSTEM_AND_USER,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        max_tokens=2000,
+    )
+    message = response.choices[0].message
+    assert "Name a colour." in message.reasoning_content
+    assert message.thinking_blocks[0]["type"] == "thinking"
+    assert "Name a colour." in message.content
+
+
+def test_ollama_chat(llm_server):
+    response = litellm.completion(model="ollama_chat/llama3.2", api_base=llm_server.url, messages=SYSTEM_AND_USER)
+    chat_requests = [r for r in llm_server.requests if r.path == "/api/chat"]
+    assert len(chat_requests) == 1 and chat_requests[0].body["model"] == "llama3.2"
+    assert "Name a colour." in response.choices[0].message.content
+    assert response.usage.prompt_tokens > 0
+    streamed = litellm.completion(
+        model="ollama_chat/llama3.2", api_base=llm_server.url, messages=SYSTEM_AND_USER, stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in streamed) == response.choices[0].message.content
+    with urllib.request.urlopen(llm_server.url + "/api/tags", timeout=10) as tags:
+        assert json.loads(tags.read())["models"][0]["name"] == "llama3.2:latest"
+
+
+def test_same_conversation_gets_the_same_answer_from_every_wire_format(llm_server):
+    openai_text = chat(llm_server, SYSTEM_AND_USER).choices[0].message.content
+    anthropic_text = (
+        litellm.completion(
+            model="anthropic/claude-3-opus-20240229", api_base=llm_server.url, api_key="k", messages=SYSTEM_AND_USER
+        )
+        .choices[0]
+        .message.content
+    )
+    ollama_text = (
+        litellm.completion(model="ollama_chat/llama3.2", api_base=llm_server.url, messages=SYSTEM_AND_USER)
+        .choices[0]
+        .message.content
+    )
+    assert openai_text == anthropic_text == ollama_text
+
+
+# DSPy-shaped prompts
+
+
+def dspy_messages(adapter, signature, inputs):
+    return adapter.format(signature, demos=[], inputs=inputs)
+
+
+def test_chat_adapter_prompt_gets_parseable_typed_fields(llm_server):
+    dspy = pytest.importorskip("dspy")
+    signature = dspy.Signature("question -> answer: int")
+    messages = dspy_messages(dspy.ChatAdapter(), signature, {"question": "How many moons has Mars?"})
+    text = chat(llm_server, messages).choices[0].message.content
+    assert text.rstrip().endswith("[[ ## completed ## ]]")
+    parsed = dspy.ChatAdapter().parse(signature, text)
+    assert set(parsed) == {"answer"}
+    assert isinstance(parsed["answer"], int)
+
+
+def test_chain_of_thought_prompt_gets_every_field_in_order_with_its_type(llm_server):
+    dspy = pytest.importorskip("dspy")
+    signature = dspy.ChainOfThought(
+        "question, context: list[str] -> answer: float, ok: bool, tags: list[str], meta: dict[str, int]"
+    ).predict.signature
+    messages = dspy_messages(dspy.ChatAdapter(), signature, {"question": "Is it so?", "context": ["a fact"]})
+    text = chat(llm_server, messages).choices[0].message.content
+    assert [line for line in text.splitlines() if line.startswith("[[ ##")] == [
+        "[[ ## reasoning ## ]]",
+        "[[ ## answer ## ]]",
+        "[[ ## ok ## ]]",
+        "[[ ## tags ## ]]",
+        "[[ ## meta ## ]]",
+        "[[ ## completed ## ]]",
+    ]
+    parsed = dspy.ChatAdapter().parse(signature, text)
+    assert isinstance(parsed["reasoning"], str) and parsed["reasoning"]
+    assert isinstance(parsed["answer"], float)
+    assert isinstance(parsed["ok"], bool)
+    assert isinstance(parsed["tags"], list) and all(isinstance(t, str) for t in parsed["tags"])
+    assert isinstance(parsed["meta"], dict) and all(isinstance(v, int) for v in parsed["meta"].values())
+
+
+def test_literal_and_pydantic_output_fields(llm_server):
+    dspy = pytest.importorskip("dspy")
+    from typing import Literal
+
+    import pydantic
+
+    class Item(pydantic.BaseModel):
+        name: str
+        qty: int
+
+    Classify = dspy.Signature(
+        {
+            "text": (str, dspy.InputField()),
+            "label": (Literal["pos", "neg"], dspy.OutputField()),
+            "item": (Item, dspy.OutputField()),
+        },
+        "Classify the text.",
+    )
+
+    for adapter in (dspy.ChatAdapter(), dspy.JSONAdapter()):
+        messages = dspy_messages(adapter, Classify, {"text": "lovely"})
+        parsed = adapter.parse(Classify, chat(llm_server, messages).choices[0].message.content)
+        assert parsed["label"] in ("pos", "neg")
+        assert isinstance(parsed["item"], Item) and isinstance(parsed["item"].qty, int)
+
+
+def test_json_adapter_prompt_gets_a_json_object_with_its_keys(llm_server):
+    dspy = pytest.importorskip("dspy")
+    signature = dspy.ChainOfThought("question -> answer: int").predict.signature
+    messages = dspy_messages(dspy.JSONAdapter(), signature, {"question": "How many?"})
+    text = chat(llm_server, messages).choices[0].message.content
+    payload = json.loads(text)
+    assert list(payload) == ["reasoning", "answer"]
+    assert isinstance(payload["answer"], int)
+    assert dspy.JSONAdapter().parse(signature, text)["answer"] == payload["answer"]
+
+
+def test_response_format_json_schema_is_honoured(llm_server):
+    import pydantic
+
+    class Weather(pydantic.BaseModel):
+        city: str
+        degrees: float
+        sunny: bool
+
+    response = chat(llm_server, response_format=Weather)
+    assert llm_server.last_request.body["response_format"]["type"] == "json_schema"
+    weather = Weather.model_validate_json(response.choices[0].message.content)
+    assert isinstance(weather.degrees, float)
+    plain_json = chat(llm_server, response_format={"type": "json_object"}).choices[0].message.content
+    assert isinstance(json.loads(plain_json), dict)
+
+
+def test_scripted_unparseable_completion_fails_dspy_parsing(llm_server):
+    dspy = pytest.importorskip("dspy")
+    signature = dspy.Signature("question -> answer: int")
+    llm_server.script(["I refuse to use the format."])
+    messages = dspy_messages(dspy.ChatAdapter(), signature, {"question": "How many?"})
+    text = chat(llm_server, messages).choices[0].message.content
+    assert text == "I refuse to use the format."
+    with pytest.raises(dspy.utils.exceptions.AdapterParseError):
+        dspy.ChatAdapter().parse(signature, text)
+
+
+# Extras: reasoning, tool calls, logprobs, limits
+
+
+def test_script_function_sees_the_request_and_choice(llm_server):
+    llm_server.script(lambda request, choice: f"{request.body['messages'][-1]['content']} / choice {choice}")
+    response = chat(llm_server, n=2)
+    assert [c.message.content for c in response.choices] == [
+        "What is the capital of France? / choice 0",
+        "What is the capital of France? / choice 1",
+    ]
+
+
+def test_reply_with_reasoning_content_and_tool_calls(llm_server):
+    llm_server.script(
+        [
+            Reply(reasoning_content="Paris is the capital."),
+            Reply(tool_calls=[{"name": "lookup", "arguments": {"city": "Paris"}}]),
+        ]
+    )
+    first = chat(llm_server).choices[0].message
+    assert first.reasoning_content == "Paris is the capital."
+    assert "capital of France" in first.content
+    second = chat(llm_server).choices[0]
+    assert second.finish_reason == "tool_calls"
+    assert second.message.content is None
+    call = second.message.tool_calls[0]
+    assert call.function.name == "lookup" and json.loads(call.function.arguments) == {"city": "Paris"}
+
+
+def test_forced_tool_choice_gets_arguments_matching_the_schema(llm_server):
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+                "required": ["city", "days"],
+            },
+        },
+    }
+    # Without `_skip_mcp_handler`, LiteLLM imports its optional `mcp` package whenever `tools` are given.
+    response = chat(
+        llm_server,
+        tools=[tool],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        _skip_mcp_handler=True,
+    )
+    call = response.choices[0].message.tool_calls[0]
+    arguments = json.loads(call.function.arguments)
+    assert call.function.name == "get_weather"
+    assert isinstance(arguments["city"], str) and isinstance(arguments["days"], int)
+
+
+def test_logprobs_when_asked(llm_server):
+    response = chat(llm_server, logprobs=True, top_logprobs=2)
+    content = response.choices[0].logprobs.content
+    assert "".join(t.token for t in content) == response.choices[0].message.content
+    assert all(t.logprob < 0 and len(t.top_logprobs) == 2 for t in content)
+    _, _, raw = post(llm_server, "/v1/chat/completions", {"model": "m", "messages": USER})
+    assert json.loads(raw)["choices"][0]["logprobs"] is None
+
+
+def test_max_tokens_truncates_with_finish_reason_length_and_stop_cuts(llm_server):
+    full = chat(llm_server).choices[0].message.content
+    short = chat(llm_server, max_tokens=3).choices[0]
+    assert short.finish_reason == "length"
+    assert full.startswith(short.message.content) and len(short.message.content) < len(full)
+    stopped = chat(llm_server, stop=["capital"]).choices[0]
+    assert stopped.finish_reason == "stop"
+    assert stopped.message.content == full[: full.index("capital")]
+
+
+# Faults, latency and auth
+
+
+def test_rate_limit_fault_carries_retry_after(llm_server):
+    llm_server.fail_next("429", retry_after=3)
+    status, headers, raw = post(llm_server, "/v1/chat/completions", {"model": "m", "messages": USER})
+    assert status == 429
+    assert headers["Retry-After"] == "3" and headers["retry-after-ms"] == "3000"
+    assert json.loads(raw)["error"]["code"] == "rate_limit_exceeded"
+    assert headers["x-request-id"] == llm_server.last_request.request_id
+    llm_server.fail_next("429")
+    with pytest.raises(litellm.RateLimitError) as caught:
+        chat(llm_server, num_retries=0, max_retries=0)
+    assert caught.value.status_code == 429
+    assert chat(llm_server).choices[0].message.content
+
+
+def test_faults_fire_count_times_then_requests_succeed(llm_server):
+    llm_server.fail_next("500", count=2)
+    assert llm_server.pending_faults == 2
+    for _ in range(2):
+        status, _, raw = post(llm_server, "/v1/chat/completions", {"model": "m", "messages": USER})
+        assert status == 500 and json.loads(raw)["error"]["type"] == "server_error"
+    status, _, _ = post(llm_server, "/v1/chat/completions", {"model": "m", "messages": USER})
+    assert status == 200 and llm_server.pending_faults == 0
+
+
+def test_litellm_retries_through_a_server_error(llm_server):
+    llm_server.fail_next("500")
+    response = chat(llm_server, num_retries=1)
+    assert "capital of France" in response.choices[0].message.content
+    assert len([r for r in llm_server.requests if r.path == "/v1/chat/completions"]) == 2
+
+
+def test_dropped_connection_and_malformed_body(llm_server):
+    llm_server.fail_next("drop")
+    connection = http.client.HTTPConnection("127.0.0.1", llm_server.port, timeout=10)
+    connection.request("POST", "/v1/chat/completions", json.dumps({"model": "m", "messages": USER}))
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
+        connection.getresponse()
+    connection.close()
+    llm_server.fail_next("malformed")
+    status, _, raw = post(llm_server, "/v1/chat/completions", {"model": "m", "messages": USER})
+    assert status == 200
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(raw)
+    llm_server.fail_next("drop")
+    with pytest.raises(litellm.InternalServerError, match="Connection error"):
+        chat(llm_server, num_retries=0, max_retries=0)
+
+
+def test_context_length_error_has_openai_shape(llm_server):
+    llm_server.fail_next("400")
+    status, _, raw = post(llm_server, "/v1/chat/completions", {"model": "m", "messages": USER})
+    error = json.loads(raw)["error"]
+    assert status == 400
+    assert error["type"] == "invalid_request_error" and error["code"] == "context_length_exceeded"
+    assert "maximum context length" in error["message"]
+    llm_server.context_window = 5
+    with pytest.raises(litellm.ContextWindowExceededError):
+        chat(llm_server, num_retries=0, max_retries=0)
+    with pytest.raises(litellm.ContextWindowExceededError):
+        litellm.completion(
+            model="anthropic/claude-3-opus-20240229", api_base=llm_server.url, api_key="k", messages=USER
+        )
+
+
+def test_expected_api_key_and_unknown_models():
+    with LocalLLMServer(api_key="sk-right", models=["test-model"]) as server:
+        with pytest.raises(litellm.AuthenticationError):
+            litellm.completion(
+                model="openai/test-model", api_base=server.openai_base, api_key="sk-wrong", messages=USER
+            )
+        with pytest.raises(litellm.AuthenticationError):
+            litellm.completion(
+                model="anthropic/claude-3-opus-20240229", api_base=server.url, api_key="sk-wrong", messages=USER
+            )
+        ok = litellm.completion(
+            model="openai/test-model", api_base=server.openai_base, api_key="sk-right", messages=USER
+        )
+        assert "capital of France" in ok.choices[0].message.content
+        with pytest.raises(litellm.NotFoundError):
+            litellm.completion(
+                model="openai/other-model", api_base=server.openai_base, api_key="sk-right", messages=USER
+            )
+        server.fail_next("401")
+        with pytest.raises(litellm.AuthenticationError):
+            litellm.completion(
+                model="openai/test-model", api_base=server.openai_base, api_key="sk-right", messages=USER
+            )
+
+
+def test_latency_makes_a_short_client_timeout_expire(llm_server):
+    llm_server.latency = 2.0
+    with pytest.raises(litellm.Timeout):
+        chat(llm_server, timeout=0.2, num_retries=0, max_retries=0)
+
+
+def test_bad_input_is_a_clear_error(llm_server):
+    with pytest.raises(ValueError, match="unknown fault kind 'teapot'"):
+        llm_server.fail_next("teapot")
+    with pytest.raises(TypeError, match="wrap a single answer in a list"):
+        llm_server.script("just one")
+    status, _, raw = post(llm_server, "/v1/chat/completions", {"model": "m", "messages": "not a list"})
+    assert status == 400 and "'messages' must be a non-empty list" in json.loads(raw)["error"]["message"]
+    status, _, raw = post(llm_server, "/v1/chat/completions", b"{not json")
+    assert status == 400

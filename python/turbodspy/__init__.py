@@ -4,8 +4,10 @@
 first provider call, never here.
 """
 
+import importlib
+from typing import Any
+
 from turbodspy._core import __version__
-from turbodspy.adapters import Adapter, ChatAdapter, History, JSONAdapter
 from turbodspy.clients.base_lm import BaseLM
 from turbodspy.clients.cache import Cache, configure_cache
 from turbodspy.clients.history import inspect_history
@@ -26,28 +28,56 @@ from turbodspy.errors import (
     LMUnsupportedFeatureError,
     LMUnsupportedModelError,
 )
-from turbodspy.evaluate import Evaluate, EvaluationResult
-from turbodspy.predict import ChainOfThought, Parallel, Predict
-from turbodspy.primitives import BaseModule, Completions, Example, Module, Prediction
 from turbodspy.settings import configure, context, settings
-from turbodspy.signatures import (
-    InputField,
-    OldField,
-    OldInputField,
-    OldOutputField,
-    OutputField,
-    Signature,
-    SignatureMeta,
-    SignatureSyntaxError,
-    ensure_signature,
-    infer_prefix,
-    make_signature,
-)
-from turbodspy.utils.asyncify import asyncify
-from turbodspy.utils.callback import BaseCallback
-from turbodspy.utils.usage_tracker import track_usage
 
-from turbodspy import utils  # isort: skip
+# Signatures, adapters and modules need pydantic, which costs more to import than all of the above: they load
+# on first use (`turbodspy.Predict`), so a cached LM run never pays for them.
+_LAZY = {
+    "Adapter": "turbodspy.adapters",
+    "ChatAdapter": "turbodspy.adapters",
+    "History": "turbodspy.adapters",
+    "JSONAdapter": "turbodspy.adapters",
+    "Evaluate": "turbodspy.evaluate",
+    "EvaluationResult": "turbodspy.evaluate",
+    "ChainOfThought": "turbodspy.predict",
+    "Parallel": "turbodspy.predict",
+    "Predict": "turbodspy.predict",
+    "BaseModule": "turbodspy.primitives",
+    "Completions": "turbodspy.primitives",
+    "Example": "turbodspy.primitives",
+    "Module": "turbodspy.primitives",
+    "Prediction": "turbodspy.primitives",
+    "InputField": "turbodspy.signatures",
+    "OldField": "turbodspy.signatures",
+    "OldInputField": "turbodspy.signatures",
+    "OldOutputField": "turbodspy.signatures",
+    "OutputField": "turbodspy.signatures",
+    "Signature": "turbodspy.signatures",
+    "SignatureMeta": "turbodspy.signatures",
+    "SignatureSyntaxError": "turbodspy.signatures",
+    "ensure_signature": "turbodspy.signatures",
+    "infer_prefix": "turbodspy.signatures",
+    "make_signature": "turbodspy.signatures",
+    "asyncify": "turbodspy.utils.asyncify",
+    "BaseCallback": "turbodspy.utils.callback",
+    "track_usage": "turbodspy.utils.usage_tracker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        if name == "utils":
+            return importlib.import_module("turbodspy.utils")
+        raise AttributeError(f"module 'turbodspy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | {"utils"})
+
 
 # The process-wide response cache; `configure_cache(...)` or plain assignment replaces it.
 cache = Cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=None)

@@ -14,6 +14,51 @@ def request_key(request: dict[str, object], ignored: list[str] = ..., fn_identif
 def call_id() -> str:
     """A fresh UUID4-format string, unique per call (not for secrets)."""
 
+class DiskStore:
+    """A cache directory shared by processes: append-only segment files and a mapped hash index.
+
+    Nothing touches the disk until the first call. I/O problems raise `OSError` (with errno);
+    a malformed key or an oversized value raises `ValueError`.
+    """
+
+    def __init__(self, directory: str, size_limit_bytes: int) -> None: ...
+    @property
+    def directory(self) -> str: ...
+    @property
+    def size_limit_bytes(self) -> int: ...
+    def get(self, key: str) -> bytes | None:
+        """The value under `key` (64 hex chars), or None; counted in the hit/miss statistics."""
+    def peek(self, key: str) -> bytes | None:
+        """Like `get`, not counted."""
+    def contains(self, key: str) -> bool: ...
+    def put(self, key: str, value: bytes, tokens: int = 0, cost: float = 0.0) -> None:
+        """Stores `value`; `tokens`/`cost` (dollars) are what a later hit saves."""
+    def stats(self) -> dict[str, int | float | str]: ...
+    def verify(self) -> dict[str, int | bool]: ...
+    def clear(self) -> None: ...
+    def keys(self) -> list[str]: ...
+
+class SignatureSyntaxError(ValueError):
+    """A malformed signature string; the message says what and where."""
+
+    signature: str
+    position: int | None
+
+# A field as parsed: (name, prefix (None for non-ASCII names), type text, type tree, position of the name).
+# Type trees are tuples tagged by their first item: 0 name (id, pos), 1 attribute (value, attr, pos),
+# 2 subscript (value, args, pos), 3 union (left, right), 4 tuple (items,), 5 constant (value,),
+# 6 int (text,), 7 float (text,), 8 call (func, ((key, value), ...), pos). Positions are character offsets.
+ParsedField = tuple[str, str | None, str | None, tuple | None, int]
+
+def parse_signature(text: str) -> tuple[tuple[ParsedField, ...], tuple[ParsedField, ...]]:
+    """Inputs and outputs of a signature string; raises SignatureSyntaxError with the position on bad input."""
+
+def signature_error(signature: str, what: str, position: int | None = None) -> SignatureSyntaxError:
+    """The SignatureSyntaxError for a problem found after parsing (an unknown type name at `position`)."""
+
+def infer_ascii_prefix(name: str) -> str | None:
+    """DSPy's prefix for an ASCII field name ("camelCase" -> "Camel Case"); None for other names."""
+
 class Template:
     """A signature compiled for ChatAdapter ('chat') or JSONAdapter ('json'): fixed texts rendered once."""
 
@@ -56,29 +101,3 @@ def parse_json_container(text: str) -> object | None:
 
 def parse_json_value(text: str) -> tuple[bool, object]:
     """`(True, value)` when a field's text is JSON or holds a JSON array/object (repaired), else `(False, None)`."""
-
-class SignatureSyntaxError(ValueError):
-    """A malformed signature string; the message says what and where."""
-
-    signature: str
-    position: int | None
-
-# A field as parsed: (name, "Prefix:" (None for non-ASCII names), type text, type tree, position of the name).
-# Type trees are tuples tagged by their first item: 0 name (id, pos), 1 attribute (value, attr, pos),
-# 2 subscript (value, args, pos), 3 union (left, right), 4 tuple (items,), 5 constant (value,),
-# 6 int (text,), 7 float (text,), 8 call (func, ((key, value), ...), pos). Positions are character offsets.
-ParsedField = tuple[str, str | None, str | None, tuple | None, int]
-
-def parse_signature(
-    text: str,
-) -> tuple[tuple[ParsedField, ...], tuple[ParsedField, ...], tuple[str, ...], str]:
-    """Inputs, outputs, the distinct names the types mention (in order) and DSPy's default instructions.
-
-    Raises SignatureSyntaxError with the position on bad input.
-    """
-
-def signature_error(signature: str, what: str, position: int | None = None) -> SignatureSyntaxError:
-    """The SignatureSyntaxError for a problem found after parsing (an unknown type name at `position`)."""
-
-def infer_ascii_prefix(name: str) -> str | None:
-    """DSPy's prefix for an ASCII field name ("camelCase" -> "Camel Case"); None for other names."""

@@ -19,15 +19,22 @@ const MAX_DEPTH: usize = 128;
 /// Large requests are hashed without the GIL so other threads keep running.
 const DETACH_ABOVE_BYTES: usize = 64 * 1024;
 
+/// `fn_identifier`, when given, is hashed as the request's `_fn_identifier` member (as DSPy adds it),
+/// which spares the caller a copy of the request dict.
 #[pyfunction]
-#[pyo3(signature = (request, ignored=Vec::new()))]
+#[pyo3(signature = (request, ignored=Vec::new(), fn_identifier=None))]
 pub fn request_key(
     py: Python<'_>,
     request: &Bound<'_, PyAny>,
     ignored: Vec<String>,
+    fn_identifier: Option<String>,
 ) -> PyResult<String> {
     let mut text_bytes = 0;
-    let json = to_json(request, 0, &mut text_bytes)?;
+    let mut json = to_json(request, 0, &mut text_bytes)?;
+    if let (Some(identifier), Json::Object(members)) = (fn_identifier, &mut json) {
+        members.retain(|(k, _)| k != "_fn_identifier");
+        members.push(("_fn_identifier".into(), Json::Str(identifier.into())));
+    }
     let ignored: Vec<&str> = ignored.iter().map(String::as_str).collect();
     if text_bytes > DETACH_ABOVE_BYTES {
         Ok(py.detach(|| key_of(&json, &ignored)))

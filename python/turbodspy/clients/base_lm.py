@@ -10,17 +10,16 @@ from __future__ import annotations
 import copy
 import datetime
 import importlib
-import sys
-import uuid
 import warnings
 from typing import TYPE_CHECKING, Any, TextIO
 
+import turbodspy as _package
+from turbodspy import _core
 from turbodspy.clients import single_flight
 from turbodspy.clients.cache import IGNORED_KEY_ARGS, CacheEntry
 from turbodspy.clients.history import CallHistory, pretty_print_history, record_history
 from turbodspy.clients.response import CachedResponse, get_field, response_to_data
-from turbodspy.settings import settings
-from turbodspy.utils.callback import with_callbacks
+from turbodspy.settings import current as current_settings
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -49,7 +48,7 @@ class BaseLM:
         self.callbacks = list(callbacks or [])
         self.num_retries = num_retries
         self.kwargs = self._get_initial_kwargs(temperature=temperature, max_tokens=max_tokens, **kwargs)
-        self.history = CallHistory()
+        self.history = CallHistory(maxlen=current_settings()["max_history_size"] or None)
         self._warned_zero_temp_rollout = False
 
     def _get_initial_kwargs(self, *, temperature: Any, max_tokens: Any, **kwargs: Any) -> dict[str, Any]:
@@ -77,26 +76,34 @@ class BaseLM:
 
     def __call__(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> list:
         """Call the LM with a prompt or a list of messages; returns the list of outputs (one per choice)."""
-        if self.callbacks or settings.callbacks:
+        config = current_settings()
+        if self.callbacks or config["callbacks"]:
             return self._call_observed(prompt, messages=messages, **kwargs)
-        return self._call(prompt, messages, kwargs)
+        return self._call(prompt, messages, kwargs, config)
 
     async def acall(
         self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any
     ) -> list:
         """Async `__call__`: the provider is called through LiteLLM's async client."""
-        if self.callbacks or settings.callbacks:
+        config = current_settings()
+        if self.callbacks or config["callbacks"]:
             return await self._acall_observed(prompt, messages=messages, **kwargs)
-        return await self._acall(prompt, messages, kwargs)
+        return await self._acall(prompt, messages, kwargs, config)
 
     # Callbacks see these (on_lm_start/end); calls without callbacks skip the wrapper entirely.
-    @with_callbacks
     def _call_observed(self, prompt: str | None = None, messages: list | None = None, **kwargs: Any) -> list:
-        return self._call(prompt, messages, kwargs)
+        return _observed(BaseLM._call_observed_body)(self, prompt, messages=messages, **kwargs)
 
-    @with_callbacks
     async def _acall_observed(self, prompt: str | None = None, messages: list | None = None, **kwargs: Any) -> list:
-        return await self._acall(prompt, messages, kwargs)
+        return await _observed(BaseLM._acall_observed_body)(self, prompt, messages=messages, **kwargs)
+
+    def _call_observed_body(self, prompt: str | None = None, messages: list | None = None, **kwargs: Any) -> list:
+        return self._call(prompt, messages, kwargs, current_settings())
+
+    async def _acall_observed_body(
+        self, prompt: str | None = None, messages: list | None = None, **kwargs: Any
+    ) -> list:
+        return await self._acall(prompt, messages, kwargs, current_settings())
 
     def forward(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> Any:
         """Return an OpenAI-shaped response for the call. Subclasses implement this."""
@@ -110,73 +117,64 @@ class BaseLM:
 
         return await asyncio.to_thread(self.forward, prompt=prompt, messages=messages, **kwargs)
 
-    def _call(self, prompt: str | None, messages: list[dict[str, Any]] | None, kwargs: dict[str, Any]) -> list:
+    def _call(self, prompt: Any, messages: Any, kwargs: dict[str, Any], config: dict[str, Any]) -> list:
         call = self._prepare(prompt, messages, kwargs, asynchronous=False)
-        cache = call.cache
-        if cache is None:
-            return self._finish(call, self._fetch(call), None)
-        entry = cache.lookup(call.key)
+        if call.cache is None:
+            return self._finish(call, self._fetch(call), None, config)
+        entry = call.cache.lookup(call.key)
         if entry is not None:
-            return self._finish_hit(call, entry)
+            return self._finish_hit(call, entry, config)
         leader, future = single_flight.claim(call.key)
         if not leader:
-            return self._finish_hit(call, future.result())
+            return self._finish_hit(call, future.result(), config)
         try:
-            response = self._fetch(call)
-            result = self._finish(call, response, future)
+            return self._finish(call, self._fetch(call), future, config)
         except BaseException as exc:
             if not future.done():
                 future.set_exception(exc)
             raise
         finally:
             single_flight.release(call.key)
-        return result
 
-    async def _acall(self, prompt: str | None, messages: list[dict[str, Any]] | None, kwargs: dict[str, Any]) -> list:
+    async def _acall(self, prompt: Any, messages: Any, kwargs: dict[str, Any], config: dict[str, Any]) -> list:
         call = self._prepare(prompt, messages, kwargs, asynchronous=True)
-        cache = call.cache
-        if cache is None:
-            return self._finish(call, await self._afetch(call), None)
-        entry = cache.lookup(call.key)
+        if call.cache is None:
+            return self._finish(call, await self._afetch(call), None, config)
+        entry = call.cache.lookup(call.key)
         if entry is not None:
-            return self._finish_hit(call, entry)
+            return self._finish_hit(call, entry, config)
         leader, future = single_flight.claim(call.key)
         if not leader:
             import asyncio
 
-            return self._finish_hit(call, await asyncio.wrap_future(future))
+            return self._finish_hit(call, await asyncio.wrap_future(future), config)
         try:
-            response = await self._afetch(call)
-            result = self._finish(call, response, future)
+            return self._finish(call, await self._afetch(call), future, config)
         except BaseException as exc:
             if not future.done():
                 future.set_exception(exc)
             raise
         finally:
             single_flight.release(call.key)
-        return result
 
-    def _prepare(
-        self, prompt: str | None, messages: list[dict[str, Any]] | None, kwargs: dict[str, Any], asynchronous: bool
-    ) -> PreparedCall:
+    def _prepare(self, prompt: Any, messages: Any, kwargs: dict[str, Any], asynchronous: bool) -> PreparedCall:
         use_cache = kwargs.pop("cache", self.cache)
         merged = {**self.kwargs, **kwargs}
-        if merged.get("rollout_id") is None:
-            merged.pop("rollout_id", None)
-        else:
-            self._warn_zero_temp_rollout(merged.get("temperature"), merged["rollout_id"])
-        rendered = messages or [{"role": "user", "content": prompt}]
-        request = {"model": self.model, "messages": rendered, **merged}
+        if "rollout_id" in merged:
+            if merged["rollout_id"] is None:
+                del merged["rollout_id"]
+            else:
+                self._warn_zero_temp_rollout(merged.get("temperature"), merged["rollout_id"])
+        request = {"model": self.model, "messages": messages or [{"role": "user", "content": prompt}], **merged}
         call = PreparedCall(prompt, messages, kwargs, merged, request)
         if use_cache:
-            cache = sys.modules["turbodspy"].cache
-            if cache.enabled:
-                keyed = {**request, "_fn_identifier": self._cache_identifier(asynchronous)}
+            cache = _package.cache
+            if cache.enabled:  # an attribute, not a property: this is the hot path
                 try:
-                    call.key = cache.cache_key(keyed, IGNORED_KEY_ARGS)
+                    call.key = cache.cache_key(request, IGNORED_KEY_ARGS, self._cache_identifier(asynchronous))
                     call.cache = cache
                 except (TypeError, ValueError):
-                    pass  # a request that is not data (as DSPy: it simply goes uncached)
+                    pass  # a request that is not data goes uncached, as in DSPy
         return call
 
     def _cache_identifier(self, asynchronous: bool) -> str:
@@ -189,17 +187,16 @@ class BaseLM:
     async def _afetch(self, call: PreparedCall) -> Any:
         return await self.aforward(prompt=call.prompt, messages=call.messages, **call.kwargs)
 
-    def _finish(self, call: PreparedCall, response: Any, future: Future | None) -> list:
+    def _finish(self, call: PreparedCall, response: Any, future: Future | None, config: dict[str, Any]) -> list:
         """A fresh response: extract outputs, cache it, record usage and history."""
         outputs = self._outputs(response, call.merged)
         usage = dict(get_field(response, "usage", None) or {})
         cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
         if future is not None:
-            entry = self._store(call, response, usage, cost, outputs)
-            future.set_result(entry)
-        if settings.usage_tracker is not None and settings.track_usage:
-            settings.usage_tracker.add_usage(self.model, usage)
-        self._record(call, response, outputs, usage, cost)
+            future.set_result(self._store(call, response, usage, cost, outputs))
+        if config["track_usage"] and config["usage_tracker"] is not None:
+            config["usage_tracker"].add_usage(self.model, usage)
+        self._record(call, response, get_field(response, "model", None), outputs, usage, cost, config)
         return _copy_outputs(outputs)
 
     def _store(self, call: PreparedCall, response: Any, usage: dict, cost: Any, outputs: list) -> CacheEntry | None:
@@ -209,39 +206,43 @@ class BaseLM:
             return None  # not data, so not cacheable; the caller still gets its answer
         record = {"response": data, "usage": _plain_usage(usage), "cost": cost, "model": self.model}
         entry = call.cache.store(call.key, record)
-        entry.derived = (CachedResponse(data, cost), tuple(outputs))
+        entry.derived = _Derived(CachedResponse(data, cost), outputs)
         return entry
 
-    def _finish_hit(self, call: PreparedCall, entry: CacheEntry | None) -> list:
+    def _finish_hit(self, call: PreparedCall, entry: CacheEntry | None, config: dict[str, Any]) -> list:
         if entry is None:  # the leader's response could not be cached: ask again
-            return self._finish(call, self._fetch(call), None)
+            return self._finish(call, self._fetch(call), None, config)
         derived = entry.derived
         if derived is None:
             record = entry.record
             response = CachedResponse(record["response"], record.get("cost"))
-            derived = entry.derived = (response, tuple(self._outputs(response, call.merged)))
-        response, outputs = derived
-        self._record(call, response, outputs, {}, response._cost)
-        return _copy_outputs(outputs)
+            derived = entry.derived = _Derived(response, self._outputs(response, call.merged))
+        self._record(call, derived.response, derived.response_model, derived.outputs, {}, derived.cost, config)
+        return _copy_outputs(derived.outputs) if derived.has_dicts else list(derived.outputs)
 
-    def _record(self, call: PreparedCall, response: Any, outputs: Any, usage: dict, cost: Any) -> None:
-        if settings.disable_history:
+    def _record(
+        self, call: PreparedCall, response: Any, response_model: Any, outputs: Any, usage: dict, cost: Any, config: dict
+    ) -> None:
+        if config["disable_history"]:
             return
+        kwargs = call.kwargs
+        if kwargs:
+            kwargs = {k: v for k, v in kwargs.items() if not k.startswith("api_")}
         entry = {
             "prompt": call.prompt,
             "messages": call.messages,
-            "kwargs": {k: v for k, v in call.kwargs.items() if not k.startswith("api_")},
+            "kwargs": kwargs,
             "response": response,
             "outputs": list(outputs),
             "usage": usage,
             "cost": cost,
             "timestamp": datetime.datetime.now().isoformat(),
-            "uuid": str(uuid.uuid4()),
+            "uuid": _core.call_id(),
             "model": self.model,
-            "response_model": get_field(response, "model", None),
+            "response_model": response_model,
             "model_type": self.model_type,
         }
-        record_history(self, entry)
+        record_history(self, entry, config)
 
     def _warn_zero_temp_rollout(self, temperature: Any, rollout_id: Any) -> None:
         if not self._warned_zero_temp_rollout and rollout_id is not None and temperature == 0:
@@ -268,7 +269,7 @@ class BaseLM:
     def copy(self, **kwargs: Any) -> BaseLM:
         """A copy with its own history, callbacks list and kwargs; `kwargs` update attributes or request kwargs."""
         new = copy.copy(self)
-        new.history = CallHistory()
+        new.history = CallHistory(maxlen=current_settings()["max_history_size"] or None)
         new.callbacks = list(self.callbacks)
         new.kwargs = dict(self.kwargs)
         for key, value in kwargs.items():
@@ -315,6 +316,32 @@ class BaseLM:
         if not (isinstance(lm_class, type) and issubclass(lm_class, BaseLM)):
             raise TypeError(f"Serialized LM class `{class_path}` must be a subclass of turbodspy.BaseLM.")
         return lm_class.load_state(state)
+
+
+_observed_cache: dict[Any, Any] = {}
+
+
+def _observed(fn: Any) -> Any:
+    """`fn` wrapped by the callback machinery, which loads only once some caller registers a callback."""
+    wrapped = _observed_cache.get(fn)
+    if wrapped is None:
+        from turbodspy.utils.callback import with_callbacks
+
+        wrapped = _observed_cache[fn] = with_callbacks(fn)
+    return wrapped
+
+
+class _Derived:
+    """What a cache hit hands out, computed once per entry: the response view, its model and the outputs."""
+
+    __slots__ = ("cost", "has_dicts", "outputs", "response", "response_model")
+
+    def __init__(self, response: CachedResponse, outputs: list):
+        self.response = response
+        self.response_model = response.get("model")
+        self.cost = response._cost
+        self.outputs = tuple(outputs)
+        self.has_dicts = any(isinstance(o, dict) for o in outputs)
 
 
 class PreparedCall:

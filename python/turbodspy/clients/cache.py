@@ -22,7 +22,7 @@ from turbodspy import _core
 
 logger = logging.getLogger(__name__)
 
-IGNORED_KEY_ARGS = ("api_key", "api_base", "base_url")
+IGNORED_KEY_ARGS = ["api_key", "api_base", "base_url"]
 DEFAULT_MEMORY_MAX_BYTES = 1024**3
 
 
@@ -62,33 +62,42 @@ class Cache:
         self._memory_bytes = 0
         self._lock = threading.Lock()
         self.disk = _open_disk_tier(self.disk_cache_dir, disk_size_limit_bytes) if enable_disk_cache else None
-
-    @property
-    def enabled(self) -> bool:
-        return self.enable_memory_cache or self.disk is not None
+        self.enabled = self.enable_memory_cache or self.disk is not None
 
     # -- keys ---------------------------------------------------------------------------------------------------
 
-    def cache_key(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> str:
-        """The request key: SHA-256 of the request's sorted-key JSON without the ignored (connection) args."""
-        ignored = list(ignored_args_for_cache_key or ())
+    def cache_key(
+        self,
+        request: dict[str, Any],
+        ignored_args_for_cache_key: list[str] | tuple[str, ...] | None = None,
+        fn_identifier: str | None = None,
+    ) -> str:
+        """The request key: SHA-256 of the request's sorted-key JSON without the ignored (connection) args.
+
+        `fn_identifier` is hashed as the request's `_fn_identifier`, as if it were one of its members.
+        """
+        ignored = ignored_args_for_cache_key or ()
         try:
-            return _core.request_key(request, ignored)
+            return _core.request_key(request, ignored, fn_identifier)
         except _core.UnsupportedValueError:
             # Pydantic models and callables get DSPy's treatment before hashing.
             transformed = {k: _transform_value(v) for k, v in request.items() if k not in ignored}
-            return _core.request_key(transformed)
+            return _core.request_key(transformed, (), fn_identifier)
 
     # -- the fast path used by the LM layer ---------------------------------------------------------------------
 
     def lookup(self, key: str) -> CacheEntry | None:
         """The entry for `key` from memory, else from disk (promoted to memory), else None."""
         if self.enable_memory_cache:
-            with self._lock:
-                entry = self._memory.get(key)
-                if entry is not None:
+            # No lock: each OrderedDict operation is atomic under the GIL. A concurrent eviction may take the
+            # key between the two calls, which only costs this entry its recency.
+            entry = self._memory.get(key)
+            if entry is not None:
+                try:
                     self._memory.move_to_end(key)
-                    return entry
+                except KeyError:
+                    pass
+                return entry
         if self.disk is not None:
             record = self.disk.get(key)
             if record is not None:

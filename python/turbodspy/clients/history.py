@@ -5,87 +5,71 @@ Appending is O(1) whatever the bound (`settings.max_history_size`), so long batc
 
 from __future__ import annotations
 
-import itertools
 import json
 import sys
 from collections import deque
-from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
-from turbodspy.settings import settings
+from turbodspy.settings import current as current_settings
 
 MAX_GLOBAL_HISTORY = 10_000
 
 
-class CallHistory:
-    """A list-like record of calls that drops the oldest entry once it holds `maxlen` (read on each append)."""
+class CallHistory(deque):
+    """A list-like record of calls, bounded by `maxlen`: appending drops the oldest entry in O(1).
 
-    __slots__ = ("_entries",)
+    Reads like a list: `len(h)`, `h[-1]`, `h[-3:]`, iteration, and equality with lists.
+    """
 
-    def __init__(self, entries: Iterable[dict[str, Any]] = ()):
-        self._entries: deque[dict[str, Any]] = deque(entries)
-
-    def append(self, entry: dict[str, Any], maxlen: int | None = None) -> None:
-        entries = self._entries
-        entries.append(entry)
-        if maxlen is not None:
-            while len(entries) > maxlen:
-                entries.popleft()
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(self._entries)
-
-    def __reversed__(self) -> Iterator[dict[str, Any]]:
-        return reversed(self._entries)
-
-    def __getitem__(self, index: int | slice) -> Any:
+    def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
-            start, stop, step = index.indices(len(self._entries))
-            if step == 1 and start <= stop:
-                return list(itertools.islice(self._entries, start, stop))
-            return list(self._entries)[index]
-        return self._entries[index]
+            return list(self)[index]
+        return deque.__getitem__(self, index)
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, CallHistory):
-            return list(self._entries) == list(other._entries)
-        if isinstance(other, (list, tuple)):
-            return list(self._entries) == list(other)
+        if isinstance(other, (deque, list, tuple)):
+            return list(self) == list(other)
         return NotImplemented
 
+    __hash__ = None  # type: ignore[assignment]
+
     def __repr__(self) -> str:
-        return repr(list(self._entries))
+        return repr(list(self))
 
 
-GLOBAL_HISTORY = CallHistory()
+GLOBAL_HISTORY = CallHistory(maxlen=MAX_GLOBAL_HISTORY)
 
 
-def record_history(owner: Any, entry: dict[str, Any]) -> None:
+def record_history(owner: Any, entry: dict[str, Any], config: dict[str, Any] | None = None) -> None:
     """Record a call in the global history, the LM's history and the calling modules' histories."""
-    if settings.disable_history:
+    config = config or current_settings()
+    if config["disable_history"]:
         return
-    GLOBAL_HISTORY.append(entry, MAX_GLOBAL_HISTORY)
-    max_size = settings.max_history_size
+    GLOBAL_HISTORY.append(entry)
+    max_size = config["max_history_size"]
     if max_size == 0:
         return
-    for recorder in (owner, *(settings.caller_modules or ())):
-        _append_bounded(recorder.history, entry, max_size)
+    history = owner.history
+    if type(history) is CallHistory and history.maxlen == max_size:
+        history.append(entry)
+    else:
+        owner.history = _appended(history, entry, max_size)
+    for module in config["caller_modules"] or ():
+        module.history = _appended(module.history, entry, max_size)
 
 
-def _append_bounded(history: Any, entry: dict[str, Any], max_size: int) -> None:
+def _appended(history: Any, entry: dict[str, Any], max_size: int) -> Any:
+    """`history` with `entry` appended and trimmed to `max_size`: the same object when it can be."""
     if isinstance(history, CallHistory):
-        history.append(entry, max_size)
-        return
+        if history.maxlen != max_size:  # the setting changed: carry the newest entries over
+            history = CallHistory(history, maxlen=max_size)
+        history.append(entry)
+        return history
     # A plain list (a user's own BaseLM or module may assign one): trim it the slow way.
     history.append(entry)
     if len(history) > max_size:
         del history[: len(history) - max_size]
+    return history
 
 
 def pretty_print_history(history: Any, n: int = 1, file: TextIO | None = None) -> None:

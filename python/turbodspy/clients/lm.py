@@ -60,6 +60,8 @@ class LM(BaseLM):
         if isinstance(num_retries, bool) or not isinstance(num_retries, int) or num_retries < 0:
             raise ValueError("num_retries must be a non-negative integer")
         self.model = model  # read by _get_initial_kwargs
+        # A subclass that brings its own forward is called through it, and keyed as its own.
+        self._own_forward = type(self).forward is not LM.forward or type(self).aforward is not LM.aforward
         super().__init__(
             model=model,
             model_type=model_type,
@@ -114,17 +116,17 @@ class LM(BaseLM):
             return set()
 
     def _cache_identifier(self, asynchronous: bool) -> str:
-        if type(self).forward is LM.forward:
-            return _DSPY_FN_IDENTIFIERS[(self.model_type, asynchronous)]
-        return super()._cache_identifier(asynchronous)
+        if self._own_forward:
+            return super()._cache_identifier(asynchronous)
+        return _DSPY_FN_IDENTIFIERS[(self.model_type, asynchronous)]
 
     def _fetch(self, call: PreparedCall) -> Any:
-        if type(self).forward is not LM.forward:  # a subclass that brings its own forward
+        if self._own_forward:
             return super()._fetch(call)
         return provider.complete(self._provider_request(call.request), self.model_type, self.num_retries, _agent())
 
     async def _afetch(self, call: PreparedCall) -> Any:
-        if type(self).aforward is not LM.aforward:
+        if self._own_forward:
             return await super()._afetch(call)
         request = self._provider_request(call.request)
         return await provider.acomplete(request, self.model_type, self.num_retries, _agent())

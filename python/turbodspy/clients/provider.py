@@ -51,10 +51,25 @@ def prepare_provider_request(request: dict[str, Any], user_agent: str) -> dict[s
     """What LiteLLM receives: the request without our bookkeeping, with an identifying User-Agent."""
     sent = {k: v for k, v in request.items() if k != "rollout_id"}
     sent["headers"] = {"User-Agent": user_agent, **(sent.pop("headers", None) or {})}
-    if sent.get("api_key") == "" and sent.get("api_base"):
-        # A local server (SGLang, vLLM, Ollama) takes no key, but OpenAI's client refuses an empty one.
+    if not sent.get("api_key") and _needs_no_key(sent):
+        # A local server (SGLang, vLLM, Ollama) takes no key, but OpenAI's client refuses to send none.
         sent["api_key"] = "no-key"
     return sent
+
+
+def _needs_no_key(request: dict[str, Any]) -> bool:
+    """An explicit empty key with an api_base, or no key at all for a server on this machine."""
+    base = request.get("api_base") or request.get("base_url")
+    if not base:
+        return False
+    if request.get("api_key") == "":
+        return True
+    if os.getenv(f"{provider_of(request['model']).upper()}_API_KEY"):
+        return False
+    from urllib.parse import urlparse
+
+    host = urlparse(base).hostname or ""
+    return host in ("localhost", "::1", "0.0.0.0") or host.startswith("127.")
 
 
 def chat_to_text_request(request: dict[str, Any]) -> dict[str, Any]:
@@ -187,6 +202,8 @@ def map_error(exc: BaseException, model: str) -> errors.LMError:
     cls = next((_ERROR_CLASSES[c.__name__] for c in type(exc).__mro__ if c.__name__ in _ERROR_CLASSES), None)
     if cls is None or (cls is errors.LMTransportError and status is not None):
         cls = _class_for_status(status)
+    if _is_connection_failure(exc):
+        cls, status = errors.LMTransportError, None
     metadata = {
         "model": model,
         "provider": provider_of(model),
@@ -195,9 +212,34 @@ def map_error(exc: BaseException, model: str) -> errors.LMError:
         "retry_after": _retry_after(headers),
     }
     message = _message_of(exc)
+    if "No module named 'mcp'" in message:
+        return errors.LMUnsupportedFeatureError(
+            "model_type='responses' uses LiteLLM's Responses API, which needs the MCP SDK: "
+            "pip install 'turbodspy[responses]'",
+            features=["responses"],
+            model=model,
+            provider=provider_of(model),
+        )
+    if "Missing credentials" in message or "api_key client option must be set" in message:
+        cls = errors.LMAuthError  # the client refused before sending: no point retrying
     if cls is errors.ContextWindowExceededError:
         return errors.ContextWindowExceededError(message=message, **metadata)
     return cls(message, **metadata)
+
+
+_CONNECTION_FAILURES = {"APIConnectionError", "ConnectError", "ConnectTimeout", "RemoteProtocolError", "ReadError"}
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    """LiteLLM reports a refused or dropped connection as a 500 'Connection error.': look at what caused it."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if any(c.__name__ in _CONNECTION_FAILURES for c in type(seen).__mro__) and seen is not exc:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _class_for_status(status: int | None) -> type[errors.LMError]:

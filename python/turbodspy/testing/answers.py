@@ -23,7 +23,8 @@ Message = tuple[str, str]
 class Reply:
     """A scripted completion: its text plus optional extras the response carries.
 
-    `text=None` keeps the server's deterministic answer and only adds the extras. `tool_calls` items are
+    `text=None` keeps the server's deterministic answer and only adds the extras (with `tool_calls`, it means
+    no text at all, as providers answer a tool call). `tool_calls` items are
     `{"name": str, "arguments": dict | str}` (an `id` is optional). `finish_reason=None` lets the server pick
     ("stop", "length" or "tool_calls").
     """

@@ -74,7 +74,9 @@ class Headers(Mapping[str, str]):
         return len(self._items)
 
     def __repr__(self) -> str:
-        shown = {k: ("<redacted>" if k in ("authorization", "x-api-key", "api-key") else v) for k, v in self._items.items()}
+        shown = {
+            k: ("<redacted>" if k in ("authorization", "x-api-key", "api-key") else v) for k, v in self._items.items()
+        }
         return f"Headers({shown!r})"
 
 
@@ -522,7 +524,7 @@ class _Handler(BaseHTTPRequestHandler):
             tool_calls = [
                 {"id": f"call_{uuid.uuid4().hex[:24]}", "name": ask.forced_tool["name"], "arguments": arguments}
             ]
-        elif text is None:
+        elif text is None and not tool_calls:
             text = compose(conversation, choice=choice_index, json_schema=ask.json_schema, json_mode=ask.json_mode)
         reasoning = reply.reasoning_content
         if reasoning is None and ask.thinking:
