@@ -90,7 +90,7 @@ def test_demos_reach_the_prompt_as_in_dspy(llm_server):
         return p
 
     ours, theirs, our_bodies, their_bodies = run_both(llm_server, build, lambda p: p(question="3+3?"))
-    assert our_bodies == their_bodies
+    assert our_bodies == their_bodies and ours.answer == theirs.answer
     assert len(our_bodies[0]["messages"]) == 6
 
 
