@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import itertools
 import logging
 import sys
 import threading
@@ -179,15 +180,16 @@ class ParallelExecutor:
         results: list[Any] = [_UNSET] * len(data)
         parent = contextvars.copy_context()
         progress = _Progress(len(data), self.disable_progress_bar, self.compare_results)
-        progress_lock = threading.Lock()
-        next_index = iter(range(len(data)))
-        index_lock = threading.Lock()
+        # Taking the next index needs no lock: `next()` on itertools.count is atomic under the GIL. With the
+        # progress bar off, finishing an item takes no lock either, so cached items run without lock convoys.
+        counter = itertools.count()
+        total = len(data)
+        progress_lock = threading.Lock() if not self.disable_progress_bar else None
 
         def run_items() -> None:
             while not self.cancel_jobs.is_set():
-                with index_lock:
-                    index = next(next_index, None)
-                if index is None:
+                index = next(counter)
+                if index >= total:
                     return
                 if self.rate_limiter is not None:
                     self.rate_limiter.wait()
@@ -200,6 +202,8 @@ class ParallelExecutor:
                 except Exception as e:
                     error = e
                 self._record(results, index, item, outcome, error)
+                if progress_lock is None:
+                    continue
                 with progress_lock:
                     progress.advance(error if error is not None else outcome)
 
