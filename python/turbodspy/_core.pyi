@@ -44,19 +44,14 @@ class SignatureSyntaxError(ValueError):
     signature: str
     position: int | None
 
-# A field as parsed: (name, "Prefix:" (None for non-ASCII names), type text, type tree, position of the name).
+# A field as parsed: (name, prefix (None for non-ASCII names), type text, type tree, position of the name).
 # Type trees are tuples tagged by their first item: 0 name (id, pos), 1 attribute (value, attr, pos),
 # 2 subscript (value, args, pos), 3 union (left, right), 4 tuple (items,), 5 constant (value,),
 # 6 int (text,), 7 float (text,), 8 call (func, ((key, value), ...), pos). Positions are character offsets.
 ParsedField = tuple[str, str | None, str | None, tuple | None, int]
 
-def parse_signature(
-    text: str,
-) -> tuple[tuple[ParsedField, ...], tuple[ParsedField, ...], tuple[str, ...], str]:
-    """Inputs, outputs, the distinct names the types mention (in order) and DSPy's default instructions.
-
-    Raises SignatureSyntaxError with the position on bad input.
-    """
+def parse_signature(text: str) -> tuple[tuple[ParsedField, ...], tuple[ParsedField, ...]]:
+    """Inputs and outputs of a signature string; raises SignatureSyntaxError with the position on bad input."""
 
 def signature_error(signature: str, what: str, position: int | None = None) -> SignatureSyntaxError:
     """The SignatureSyntaxError for a problem found after parsing (an unknown type name at `position`)."""
