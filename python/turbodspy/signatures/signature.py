@@ -8,7 +8,6 @@ a string are cached: the same string (and instructions, and resolved custom type
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import re
 import sys
@@ -31,9 +30,7 @@ _FIELD_TYPE_CLASSES = (type, typing._GenericAlias, types.GenericAlias, typing._S
 _MISSING = object()
 
 # Field names DSPy cannot build a signature with (they collide with the class's own API).
-_RESERVED = frozenset(
-    {"instructions", "signature", "fields", "input_fields", "output_fields", "model_config"}
-)
+_RESERVED = frozenset({"instructions", "signature", "fields", "input_fields", "output_fields", "model_config"})
 
 # signature string -> _parse's result, for strings whose classes depend on custom or caller types
 _parsed: OrderedDict[str, tuple[tuple, tuple, tuple[str, ...], tuple[str, ...]]] = OrderedDict()
@@ -46,6 +43,13 @@ _CACHE_LIMIT = 1024
 # Python's garbage collector, so a program that builds ever-new strings pays for every one kept: the bound
 # stays small.
 _CLASS_CACHE_LIMIT = 128
+
+
+def _evict_oldest(cache: OrderedDict) -> None:
+    try:
+        cache.popitem(last=False)
+    except KeyError:  # another thread emptied it first
+        pass
 
 
 def _default_instructions(inputs: Any, outputs: Any) -> str:
@@ -378,8 +382,10 @@ def _from_string(
         except TypeError:  # unhashable instructions: build without the cache
             return _build(signature, _parse(signature), instructions, name, None, None)
         if hit is not None:
-            with contextlib.suppress(KeyError):  # least recently used goes first; another thread may evict
+            try:  # least recently used goes first
                 _classes.move_to_end(short)
+            except KeyError:  # another thread evicted it meanwhile
+                pass
             return hit
     parsed = _parse(signature)
     custom = custom_types
@@ -396,19 +402,19 @@ def _from_string(
         except TypeError:  # unhashable custom types
             key, hit = None, None
         if hit is not None:
-            with contextlib.suppress(KeyError):
+            try:
                 _classes.move_to_end(key)
+            except KeyError:
+                pass
             return hit
         if signature not in _parsed:
             if len(_parsed) >= _CACHE_LIMIT:
-                with contextlib.suppress(KeyError):
-                    _parsed.popitem(last=False)
+                _evict_oldest(_parsed)
             _parsed[signature] = parsed
     cls = _build(signature, parsed, instructions, name, custom, key)
     if key is not None:
         if len(_classes) >= _CLASS_CACHE_LIMIT:
-            with contextlib.suppress(KeyError):  # another thread emptied it first
-                _classes.popitem(last=False)
+            _evict_oldest(_classes)
         _classes[key] = cls
     return cls
 
@@ -463,8 +469,7 @@ def _build(
                     fast = False
                 elif custom is None and text in static_types:
                     if len(plain_static) >= _CACHE_LIMIT:
-                        with contextlib.suppress(KeyError):
-                            plain_static.popitem(last=False)
+                        _evict_oldest(plain_static)
                     plain_static[text] = annotation
             annotations.append(annotation)
             if not fast:
