@@ -34,6 +34,8 @@ _RESERVED = frozenset({"instructions", "signature", "fields", "input_fields", "o
 
 # signature string -> _parse's result, for strings whose classes depend on custom or caller types
 _parsed: OrderedDict[str, tuple[tuple, tuple, tuple[str, ...], tuple[str, ...]]] = OrderedDict()
+# names a signature's types mention -> those of them looked up in the caller's frames
+_free_names: OrderedDict[tuple[str, ...], tuple[str, ...]] = OrderedDict()
 # (string, instructions, class name[, custom types used]) -> class, least recently used first
 _classes: OrderedDict[tuple, type] = OrderedDict()
 # Type texts resolved from fixed namespaces whose types are valid field types that pydantic takes as is.
@@ -366,7 +368,13 @@ def _parse(signature: str) -> tuple[tuple, tuple, tuple[str, ...], str, tuple[st
     parsed = _parsed.get(signature)
     if parsed is None:
         inputs, outputs, names, default = parse_signature(signature)
-        parsed = (inputs, outputs, names, default, tuple(n for n in names if needs_caller(n)) if names else ())
+        free = _free_names.get(names)
+        if free is None:
+            free = tuple(n for n in names if needs_caller(n))
+            if len(_free_names) >= _CACHE_LIMIT:
+                _evict_oldest(_free_names)
+            _free_names[names] = free
+        parsed = (inputs, outputs, names, default, free)
     return parsed
 
 
