@@ -1,8 +1,11 @@
 //! turbodspy's Rust core. Each concern lives in its own module and does not depend on Python;
 //! the `py` module (behind the `python` feature) converts between Python objects and them.
 
+pub mod call_id;
 pub mod key;
 pub mod signature;
+pub mod store;
+pub mod template;
 
 #[cfg(feature = "python")]
 mod py;

@@ -7,8 +7,8 @@ workers that copy the context (`Parallel`, `asyncify`).
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,7 +41,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 _MISSING = object()
 
-# Overrides set by `context`, in force for the current thread or task; None when there are none.
+# Inside a `context` block: the complete effective settings (the global ones when the block was entered, plus its
+# overrides), so a read is one dictionary lookup. None outside any block: the global settings apply.
 _overrides: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("turbodspy_overrides", default=None)
 
 
@@ -61,12 +62,7 @@ class Settings:
         return cls._instance
 
     def __getattr__(self, name: str) -> Any:
-        overrides = _overrides.get()
-        if overrides is not None:
-            value = overrides.get(name, _MISSING)
-            if value is not _MISSING:
-                return value
-        value = self._config.get(name, _MISSING)
+        value = (_overrides.get() or self._config).get(name, _MISSING)
         if value is _MISSING:
             raise AttributeError(f"'Settings' object has no attribute '{name}'")
         return value
@@ -81,8 +77,7 @@ class Settings:
         self.configure(**{name: value})
 
     def __contains__(self, name: str) -> bool:
-        overrides = _overrides.get() or {}
-        return name in overrides or name in self._config
+        return name in (_overrides.get() or self._config)
 
     def get(self, name: str, default: Any = None) -> Any:
         try:
@@ -95,7 +90,7 @@ class Settings:
         return self._lock
 
     def copy(self) -> dict[str, Any]:
-        return {**self._config, **(_overrides.get() or {})}
+        return dict(_overrides.get() or self._config)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -110,7 +105,7 @@ class Settings:
     @contextmanager
     def context(self, **kwargs: Any) -> Iterator[None]:
         """Override settings inside a `with` block, for this thread or task only; restored on exit."""
-        token = _overrides.set({**(_overrides.get() or {}), **kwargs})
+        token = _overrides.set({**(_overrides.get() or self._config), **kwargs})
         try:
             yield
         finally:
@@ -125,8 +120,10 @@ class Settings:
                 "turbodspy.configure(...) can only be called from the thread that first called it. "
                 "Use `turbodspy.context(...)` in other threads instead."
             )
+        # asyncio is imported lazily: if nobody imported it, no task can be running.
+        asyncio = sys.modules.get("asyncio")
         try:
-            task = asyncio.current_task()
+            task = asyncio.current_task() if asyncio is not None else None
         except RuntimeError:
             task = None
         if task is None:
@@ -151,3 +148,13 @@ def _fresh(value: Any) -> Any:
 settings = Settings()
 configure = settings.configure
 context = settings.context
+
+
+def current() -> dict[str, Any]:
+    """The effective settings of this thread or task, as a dict to read (never to modify). For hot paths."""
+    return _overrides.get() or settings._config
+
+
+# For the hottest paths, which inline `current()`: `current_overrides() or global_config`.
+current_overrides = _overrides.get
+global_config = settings._config

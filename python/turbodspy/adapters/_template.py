@@ -1,0 +1,132 @@
+"""Compiling a signature into a Rust `Template` once per signature class and adapter style.
+
+The template holds the rendered system message and output reminder; formatting a call and splitting a
+completion are then one Rust call each.
+"""
+
+from __future__ import annotations
+
+import functools
+import textwrap
+import weakref
+from typing import Any
+
+from turbodspy._core import Template
+from turbodspy.adapters.types.history import History
+from turbodspy.adapters.utils import (
+    annotation_allows_none,
+    expand_custom_type_markers,
+    field_coercer,
+    field_description,
+    format_field_value,
+    get_annotation_name,
+    serialize_for_json,
+    translate_field_type,
+)
+
+_templates: weakref.WeakKeyDictionary[type, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def template_for(signature: type, style: str) -> Template:
+    """The compiled template of `signature` for 'chat' or 'json', compiled on first use."""
+    try:
+        return _templates[signature][style]
+    except (KeyError, TypeError):  # TypeError: not weak-referenceable, so certainly not a signature class
+        _check_signature(signature)
+    template = _compile(signature, style)
+    _templates.setdefault(signature, {})[style] = template
+    return template
+
+
+class ParsePlan:
+    """How to turn a signature's parsed output texts into typed values: one coercer per field, and what a
+    missing field becomes (its default, its default factory's value, or None when its type allows None)."""
+
+    __slots__ = ("coercers", "fields", "names")
+
+    def __init__(self, signature: type):
+        self.fields = dict(signature.output_fields)
+        self.names = tuple(self.fields)
+        self.coercers = {name: field_coercer(field.annotation) for name, field in self.fields.items()}
+
+    def complete(self, parsed: dict[str, Any]) -> dict[str, Any]:
+        """`parsed` in signature order, with missing optional fields filled (`apply_output_field_defaults`)."""
+        if len(parsed) == len(self.names):
+            try:
+                return {name: parsed[name] for name in self.names}
+            except KeyError:
+                pass
+        completed = {}
+        for name, field in self.fields.items():
+            if name in parsed:
+                completed[name] = parsed[name]
+            elif not field.is_required():
+                completed[name] = field.get_default(call_default_factory=True)
+            elif annotation_allows_none(field.annotation):
+                completed[name] = None
+        return completed
+
+
+def parse_plan_for(signature: type) -> ParsePlan:
+    """The parse plan of `signature`, built on first use."""
+    try:
+        return _templates[signature]["parse"]
+    except (KeyError, TypeError):
+        _check_signature(signature)
+    plan = ParsePlan(signature)
+    _templates.setdefault(signature, {})["parse"] = plan
+    return plan
+
+
+def _check_signature(signature: Any) -> None:
+    if not (isinstance(signature, type) and hasattr(signature, "input_fields") and hasattr(signature, "output_fields")):
+        raise TypeError(
+            f"Adapters take a Signature class, got {signature!r} ({type(signature).__name__}); "
+            "build one with dspy.Signature('question -> answer') or dspy.ensure_signature(...)."
+        )
+
+
+def history_field_name(signature: type) -> str | None:
+    """The first input field annotated `History`, if any."""
+    for name, field in signature.input_fields.items():
+        if field.annotation == History:
+            return name
+    return None
+
+
+def output_requirement(annotation: Any) -> str:
+    """The type hint after a field in the output reminder (nothing for `str`)."""
+    return "" if annotation is str else f" (must be formatted as a valid Python {get_annotation_name(annotation)})"
+
+
+def _field_args(fields: dict[str, Any]) -> list[dict[str, Any]]:
+    args = []
+    for name, field in fields.items():
+        constraints = field.json_schema_extra.get("constraints") if isinstance(field.json_schema_extra, dict) else None
+        args.append(
+            {
+                "name": name,
+                "annotation": get_annotation_name(field.annotation),
+                "desc": field_description(name, field),
+                "constraints": str(constraints) if constraints else "",
+                "type_note": translate_field_type(name, field),
+                "requirement": output_requirement(field.annotation),
+                "is_str": field.annotation is str,
+                "format_value": functools.partial(format_field_value, field),
+            }
+        )
+    return args
+
+
+def _compile(signature: type, style: str) -> Template:
+    history = history_field_name(signature)
+    input_names = list(signature.input_fields)
+    return Template(
+        style,
+        textwrap.dedent(signature.instructions).splitlines(),
+        _field_args(signature.input_fields),
+        _field_args(signature.output_fields),
+        input_names.index(history) if history is not None else None,
+        serialize_for_json,
+        expand_custom_type_markers,
+    )

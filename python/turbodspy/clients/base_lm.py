@@ -1,0 +1,481 @@
+"""`BaseLM`: the call path every language model shares: kwargs merge, cache, single flight, history, usage.
+
+A subclass implements `forward(prompt=None, messages=None, **kwargs)` returning an OpenAI-shaped response and
+gets caching and history for free. A cache hit never leaves this module: it costs one request key (Rust), one
+dictionary lookup and one history entry.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import warnings
+from typing import TYPE_CHECKING, Any, TextIO
+
+import turbodspy as _package
+from turbodspy import _core
+from turbodspy.clients import single_flight
+from turbodspy.clients.cache import IGNORED_KEY_ARGS, CacheEntry
+from turbodspy.clients.history import CallHistory, pretty_print_history, record_history, timestamp
+from turbodspy.clients.response import CachedResponse, get_field, response_to_data
+from turbodspy.settings import current as current_settings
+from turbodspy.settings import current_overrides, global_config
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+LM_CLASS_STATE_KEY = "_dspy_lm_class"
+_BUILTIN_LM_CLASS_PATH = "dspy.clients.lm.LM"
+
+
+class BaseLM:
+    """Base class of language models, with DSPy 3.4.1's constructor, call signature, history and state."""
+
+    def __init__(
+        self,
+        model: str,
+        model_type: str = "chat",
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        cache: bool = True,
+        callbacks: list[Any] | None = None,
+        num_retries: int = 3,
+        **kwargs: Any,
+    ):
+        self.model = model
+        self.model_type = model_type
+        self.cache = cache
+        self.callbacks = list(callbacks or [])
+        self.num_retries = num_retries
+        self.kwargs = self._get_initial_kwargs(temperature=temperature, max_tokens=max_tokens, **kwargs)
+        self.history = CallHistory(maxlen=current_settings()["max_history_size"] or None)
+        self._warned_zero_temp_rollout = False
+
+    def _get_initial_kwargs(self, *, temperature: Any, max_tokens: Any, **kwargs: Any) -> dict[str, Any]:
+        return dict(temperature=temperature, max_tokens=max_tokens, **kwargs)
+
+    # -- capabilities (overridden by LM) ------------------------------------------------------------------------
+
+    @property
+    def supports_function_calling(self) -> bool:
+        return False
+
+    @property
+    def supports_reasoning(self) -> bool:
+        return False
+
+    @property
+    def supports_response_schema(self) -> bool:
+        return False
+
+    @property
+    def supported_params(self) -> set[str]:
+        return set()
+
+    # -- calling ------------------------------------------------------------------------------------------------
+
+    def __call__(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> list:
+        """Call the LM with a prompt or a list of messages; returns the list of outputs (one per choice)."""
+        config = current_overrides() or global_config
+        if self.callbacks or config["callbacks"]:
+            return self._call_observed(prompt, messages=messages, **kwargs)
+        return self._call(prompt, messages, kwargs, config)
+
+    async def acall(
+        self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any
+    ) -> list:
+        """Async `__call__`: the provider is called through LiteLLM's async client."""
+        config = current_settings()
+        if self.callbacks or config["callbacks"]:
+            return await self._acall_observed(prompt, messages=messages, **kwargs)
+        return await self._acall(prompt, messages, kwargs, config)
+
+    # Callbacks see these (on_lm_start/end); calls without callbacks skip the wrapper entirely.
+    def _call_observed(self, prompt: str | None = None, messages: list | None = None, **kwargs: Any) -> list:
+        return _observed(BaseLM._call_observed_body)(self, prompt, messages=messages, **kwargs)
+
+    async def _acall_observed(self, prompt: str | None = None, messages: list | None = None, **kwargs: Any) -> list:
+        return await _observed(BaseLM._acall_observed_body)(self, prompt, messages=messages, **kwargs)
+
+    def _call_observed_body(self, prompt: str | None = None, messages: list | None = None, **kwargs: Any) -> list:
+        return self._call(prompt, messages, kwargs, current_settings())
+
+    async def _acall_observed_body(
+        self, prompt: str | None = None, messages: list | None = None, **kwargs: Any
+    ) -> list:
+        return await self._acall(prompt, messages, kwargs, current_settings())
+
+    def forward(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> Any:
+        """Return an OpenAI-shaped response for the call. Subclasses implement this."""
+        raise NotImplementedError("Subclasses of BaseLM must implement forward(prompt=None, messages=None, **kwargs)")
+
+    async def aforward(
+        self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any
+    ) -> Any:
+        """Async `forward`; by default runs `forward` in a worker thread."""
+        import asyncio
+
+        return await asyncio.to_thread(self.forward, prompt=prompt, messages=messages, **kwargs)
+
+    def _call(self, prompt: Any, messages: Any, kwargs: dict[str, Any], config: dict[str, Any]) -> list:
+        merged, request, cache, key = self._prepare(prompt, messages, kwargs, asynchronous=False)
+        if cache is not None:
+            entry = cache.lookup(key)
+            if entry is not None:
+                return self._finish_hit(prompt, messages, kwargs, merged, entry, config)
+        call = PreparedCall(prompt, messages, kwargs, merged, request, cache, key)
+        if cache is None:
+            return self._finish(call, self._fetch(call), None, config)
+        leader, future = single_flight.claim(key)
+        if not leader:
+            return self._finish_waiter(call, future.result(), config)
+        try:
+            return self._finish(call, self._fetch(call), future, config)
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+            raise
+        finally:
+            single_flight.release(key)
+
+    async def _acall(self, prompt: Any, messages: Any, kwargs: dict[str, Any], config: dict[str, Any]) -> list:
+        merged, request, cache, key = self._prepare(prompt, messages, kwargs, asynchronous=True)
+        if cache is not None:
+            entry = cache.lookup(key)
+            if entry is not None:
+                return self._finish_hit(prompt, messages, kwargs, merged, entry, config)
+        call = PreparedCall(prompt, messages, kwargs, merged, request, cache, key)
+        if cache is None:
+            return self._finish(call, await self._afetch(call), None, config)
+        leader, future = single_flight.claim(key)
+        if not leader:
+            import asyncio
+
+            return self._finish_waiter(call, await asyncio.wrap_future(future), config)
+        try:
+            return self._finish(call, await self._afetch(call), future, config)
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+            raise
+        finally:
+            single_flight.release(key)
+
+    def _prepare(self, prompt: Any, messages: Any, kwargs: dict[str, Any], asynchronous: bool) -> tuple:
+        """(merged kwargs, request, cache or None, key or None) for a call."""
+        use_cache = kwargs.pop("cache", self.cache)
+        merged = {**self.kwargs, **kwargs}
+        if "rollout_id" in merged:
+            if merged["rollout_id"] is None:
+                del merged["rollout_id"]
+            else:
+                self._warn_zero_temp_rollout(merged.get("temperature"), merged["rollout_id"])
+        request = {"model": self.model, "messages": messages or [{"role": "user", "content": prompt}], **merged}
+        if use_cache:
+            cache = _package.cache
+            if cache.enabled:  # an attribute, not a property: this is the hot path
+                identifier = self._cache_identifier(asynchronous)
+                try:
+                    return merged, request, cache, _core.request_key(request, IGNORED_KEY_ARGS, identifier)
+                except _core.UnsupportedValueError:
+                    try:  # pydantic models and callables get DSPy's treatment first
+                        return merged, request, cache, cache.cache_key(request, IGNORED_KEY_ARGS, identifier)
+                    except (TypeError, ValueError):
+                        pass  # a request that is not data goes uncached, as in DSPy
+        return merged, request, None, None
+
+    def _cache_identifier(self, asynchronous: bool) -> str:
+        cls = type(self)
+        return f"{cls.__module__}.{cls.__qualname__}.{'aforward' if asynchronous else 'forward'}"
+
+    def _fetch(self, call: PreparedCall) -> Any:
+        return self.forward(prompt=call.prompt, messages=call.messages, **call.kwargs)
+
+    async def _afetch(self, call: PreparedCall) -> Any:
+        return await self.aforward(prompt=call.prompt, messages=call.messages, **call.kwargs)
+
+    def _finish(self, call: PreparedCall, response: Any, future: Future | None, config: dict[str, Any]) -> list:
+        """A fresh response: extract outputs, cache it, record usage and history."""
+        outputs = self._outputs(response, call.merged)
+        usage = dict(get_field(response, "usage", None) or {})
+        cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+        if future is not None:
+            future.set_result(self._store(call, response, usage, cost, outputs))
+        if config["track_usage"] and config["usage_tracker"] is not None:
+            config["usage_tracker"].add_usage(self.model, usage)
+        if not config["disable_history"]:
+            model = get_field(response, "model", None)
+            self._record(call.prompt, call.messages, call.kwargs, response, model, outputs, usage, cost, config)
+        return _copy_outputs(outputs)
+
+    def _store(self, call: PreparedCall, response: Any, usage: dict, cost: Any, outputs: list) -> CacheEntry | None:
+        try:
+            data = response_to_data(response)
+        except (TypeError, ValueError):
+            return None  # not data, so not cacheable; the caller still gets its answer
+        record = {"response": data, "usage": _plain_usage(usage), "cost": cost, "model": self.model}
+        entry = call.cache.store(call.key, record)
+        entry.derived = _Derived(CachedResponse(data, cost), outputs)
+        return entry
+
+    def _finish_waiter(self, call: PreparedCall, entry: CacheEntry | None, config: dict[str, Any]) -> list:
+        """Another caller fetched this request while we waited: its entry is our cache hit."""
+        if entry is None:  # the leader's response could not be cached: ask again
+            return self._finish(call, self._fetch(call), None, config)
+        return self._finish_hit(call.prompt, call.messages, call.kwargs, call.merged, entry, config)
+
+    def _finish_hit(
+        self, prompt: Any, messages: Any, kwargs: dict, merged: dict, entry: CacheEntry, config: dict[str, Any]
+    ) -> list:
+        derived = entry.derived
+        if derived is None:
+            record = entry.record
+            response = CachedResponse(record["response"], record.get("cost"))
+            derived = entry.derived = _Derived(response, self._outputs(response, merged))
+        if not config["disable_history"]:
+            self._record(
+                prompt,
+                messages,
+                kwargs,
+                derived.response,
+                derived.response_model,
+                derived.outputs,
+                {},
+                derived.cost,
+                config,
+            )
+        return _copy_outputs(derived.outputs) if derived.has_dicts else list(derived.outputs)
+
+    def _record(
+        self,
+        prompt: Any,
+        messages: Any,
+        kwargs: dict,
+        response: Any,
+        response_model: Any,
+        outputs: Any,
+        usage: dict,
+        cost: Any,
+        config: dict,
+    ) -> None:
+        if kwargs:
+            kwargs = {k: v for k, v in kwargs.items() if not k.startswith("api_")}
+        entry = {
+            "prompt": prompt,
+            "messages": messages,
+            "kwargs": kwargs,
+            "response": response,
+            "outputs": list(outputs),
+            "usage": usage,
+            "cost": cost,
+            "timestamp": timestamp(),
+            "uuid": _core.call_id(),
+            "model": self.model,
+            "response_model": response_model,
+            "model_type": self.model_type,
+        }
+        record_history(self, entry, config)
+
+    def _warn_zero_temp_rollout(self, temperature: Any, rollout_id: Any) -> None:
+        if not self._warned_zero_temp_rollout and rollout_id is not None and temperature == 0:
+            warnings.warn(
+                "rollout_id has no effect when temperature=0; set temperature>0 to bypass the cache.", stacklevel=4
+            )
+            self._warned_zero_temp_rollout = True
+
+    # -- outputs ------------------------------------------------------------------------------------------------
+
+    def _outputs(self, response: Any, merged: dict[str, Any]) -> list:
+        if self.model_type == "responses":
+            return _responses_outputs(response)
+        return _completion_outputs(response, merged)
+
+    # -- history, copies and state ------------------------------------------------------------------------------
+
+    def inspect_history(self, n: int = 1, file: TextIO | None = None) -> None:
+        pretty_print_history(self.history, n, file=file)
+
+    def update_history(self, entry: dict[str, Any]) -> None:
+        record_history(self, entry)
+
+    def copy(self, **kwargs: Any) -> BaseLM:
+        """A copy with its own history, callbacks list and kwargs; `kwargs` update attributes or request kwargs."""
+        new = copy.copy(self)
+        new.history = CallHistory(maxlen=current_settings()["max_history_size"] or None)
+        new.callbacks = list(self.callbacks)
+        new.kwargs = dict(self.kwargs)
+        for key, value in kwargs.items():
+            if hasattr(new, key):
+                setattr(new, key, value)
+            if key in new.kwargs or not hasattr(self, key):
+                if value is None:
+                    new.kwargs.pop(key, None)
+                else:
+                    new.kwargs[key] = value
+        new._warned_zero_temp_rollout = False
+        return new
+
+    def dump_state(self) -> dict[str, Any]:
+        """The LM's settings as data (no API key), for `load_state` and saved programs."""
+        kwargs = {k: v for k, v in self.kwargs.items() if k not in ("api_key", LM_CLASS_STATE_KEY)}
+        return {
+            LM_CLASS_STATE_KEY: _class_path(type(self)),
+            "model": self.model,
+            "model_type": self.model_type,
+            "cache": self.cache,
+            "num_retries": self.num_retries,
+            **kwargs,
+        }
+
+    @classmethod
+    def load_state(cls, state: dict[str, Any], *, allow_custom_lm_class: bool = False) -> BaseLM:
+        """Rebuild an LM from `dump_state()`. Custom LM classes load only with `allow_custom_lm_class=True`."""
+        state = dict(state)
+        class_path = state.pop(LM_CLASS_STATE_KEY, None)
+        if cls is not BaseLM:
+            return cls(**state)
+        from turbodspy.clients.lm import LM
+
+        if class_path in (None, _BUILTIN_LM_CLASS_PATH, _class_path(LM)):
+            return LM(**state)
+        if not allow_custom_lm_class:
+            raise ValueError(
+                f"Refusing to import custom serialized LM class `{class_path}`. "
+                "Pass allow_custom_lm_class=True when loading trusted state to enable custom LM classes."
+            )
+        module_name, _, qualname = class_path.rpartition(".")
+        lm_class = getattr(importlib.import_module(module_name), qualname)
+        if not (isinstance(lm_class, type) and issubclass(lm_class, BaseLM)):
+            raise TypeError(f"Serialized LM class `{class_path}` must be a subclass of turbodspy.BaseLM.")
+        return lm_class.load_state(state)
+
+
+_observed_cache: dict[Any, Any] = {}
+
+
+def _observed(fn: Any) -> Any:
+    """`fn` wrapped by the callback machinery, which loads only once some caller registers a callback."""
+    wrapped = _observed_cache.get(fn)
+    if wrapped is None:
+        from turbodspy.utils.callback import with_callbacks
+
+        wrapped = _observed_cache[fn] = with_callbacks(fn)
+    return wrapped
+
+
+class _Derived:
+    """What a cache hit hands out, computed once per entry: the response view, its model and the outputs."""
+
+    __slots__ = ("cost", "has_dicts", "outputs", "response", "response_model")
+
+    def __init__(self, response: CachedResponse, outputs: list):
+        self.response = response
+        self.response_model = response.get("model")
+        self.cost = response._cost
+        self.outputs = tuple(outputs)
+        self.has_dicts = any(isinstance(o, dict) for o in outputs)
+
+
+class PreparedCall:
+    """One call's inputs, merged kwargs, request and (when cached) key."""
+
+    __slots__ = ("cache", "key", "kwargs", "merged", "messages", "prompt", "request")
+
+    def __init__(self, prompt: Any, messages: Any, kwargs: dict, merged: dict, request: dict, cache: Any, key: Any):
+        self.prompt = prompt
+        self.messages = messages
+        self.kwargs = kwargs
+        self.merged = merged
+        self.request = request
+        self.cache = cache
+        self.key = key
+
+
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _plain_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """Usage as data: LiteLLM nests SDK objects (token details) inside it."""
+    plain = {}
+    for key, value in usage.items():
+        if hasattr(value, "model_dump"):
+            value = value.model_dump()
+        if isinstance(value, (int, float, str, bool, dict, list)) or value is None:
+            plain[key] = value
+    return plain
+
+
+def _copy_outputs(outputs: Any) -> list:
+    """The caller's own list; dict outputs are copied too, so nobody can edit what the cache holds."""
+    return [dict(o) if isinstance(o, dict) else o for o in outputs]
+
+
+def _completion_outputs(response: Any, merged: dict[str, Any]) -> list:
+    outputs = []
+    for choice in get_field(response, "choices", None) or []:
+        message = get_field(choice, "message", None)
+        output: dict[str, Any] = {"text": get_field(message, "content") if message is not None else None}
+        if message is None:
+            output["text"] = get_field(choice, "text")
+        if message is not None and (reasoning := get_field(message, "reasoning_content")):
+            output["reasoning_content"] = reasoning
+        if merged.get("logprobs"):
+            output["logprobs"] = _plain(get_field(choice, "logprobs"))
+        if message is not None and (calls := get_field(message, "tool_calls")):
+            output["tool_calls"] = _plain(calls)
+        if message is not None and (citations := _citations(message)):
+            output["citations"] = citations
+        outputs.append(output)
+    if all(len(output) == 1 for output in outputs):
+        return [output["text"] for output in outputs]
+    return outputs
+
+
+def _citations(message: Any) -> list | None:
+    fields = get_field(message, "provider_specific_fields", None) or {}
+    groups = get_field(fields, "citations", None) if fields else None
+    if not isinstance(groups, list):
+        return None
+    return [c for group in groups for c in (group if isinstance(group, list) else [group])]
+
+
+def _responses_outputs(response: Any) -> list:
+    texts, reasoning, calls = [], [], []
+    for item in get_field(response, "output", None) or []:
+        kind = get_field(item, "type")
+        if kind == "message":
+            for part in get_field(item, "content", None) or []:
+                if get_field(part, "type") in ("text", "output_text", "input_text"):
+                    text = get_field(part, "text")
+                    if text is not None:
+                        texts.append(text)
+        elif kind == "function_call":
+            call = {
+                "type": "function",
+                "function": {"name": get_field(item, "name", ""), "arguments": get_field(item, "arguments", "{}")},
+            }
+            if get_field(item, "call_id") is not None:
+                call["id"] = get_field(item, "call_id")
+            calls.append(call)
+        elif kind == "reasoning":
+            for part in get_field(item, "content", None) or get_field(item, "summary", None) or []:
+                if text := get_field(part, "text"):
+                    reasoning.append(text)
+    output: dict[str, Any] = {"text": "".join(texts) if texts else None}
+    if reasoning:
+        output["reasoning_content"] = "".join(reasoning)
+    if calls:
+        output["tool_calls"] = calls
+    return [output]
+
+
+def _plain(value: Any) -> Any:
+    """SDK objects (LiteLLM's pydantic models, our views) as plain data."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

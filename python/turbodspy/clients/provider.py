@@ -1,0 +1,315 @@
+"""Provider calls through LiteLLM: one attempt per call to LiteLLM, our own retries, errors mapped to `LMError`s.
+
+LiteLLM is imported on the first provider call, never before, with its model-cost map read locally so it never
+reaches for the network on import. Retries cover rate limits, 5xx and connection failures with exponential
+backoff that honours the provider's `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from turbodspy import errors
+
+# Backoff: BASE * 2**attempt seconds with jitter, capped; a provider's Retry-After wins when it is longer.
+RETRY_BASE_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
+
+_litellm: Any = None
+_litellm_lock = threading.Lock()
+
+
+def load_litellm() -> Any:
+    """Import LiteLLM once, quietly and offline."""
+    global _litellm
+    if _litellm is None:
+        with _litellm_lock:
+            if _litellm is None:
+                os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+                import litellm
+
+                litellm.suppress_debug_info = True
+                litellm.telemetry = False
+                # Deep-copying request kwargs for its own logging costs more than the rest of a call.
+                litellm.turn_off_message_logging = True
+                _litellm = litellm
+    return _litellm
+
+
+def provider_of(model: str) -> str:
+    """The provider prefix of a model string ('openai' when there is none, as LiteLLM assumes)."""
+    prefix, slash, _ = model.partition("/")
+    return prefix if slash else "openai"
+
+
+def prepare_provider_request(request: dict[str, Any], user_agent: str) -> dict[str, Any]:
+    """What LiteLLM receives: the request without our bookkeeping, with an identifying User-Agent."""
+    sent = {k: v for k, v in request.items() if k != "rollout_id"}
+    sent["headers"] = {"User-Agent": user_agent, **(sent.pop("headers", None) or {})}
+    if not sent.get("api_key") and _needs_no_key(sent):
+        # A local server (SGLang, vLLM, Ollama) takes no key, but OpenAI's client refuses to send none.
+        sent["api_key"] = "no-key"
+    return sent
+
+
+def _needs_no_key(request: dict[str, Any]) -> bool:
+    """An explicit empty key with an api_base, or no key at all for a server on this machine."""
+    base = request.get("api_base") or request.get("base_url")
+    if not base:
+        return False
+    if request.get("api_key") == "":
+        return True
+    if os.getenv(f"{provider_of(request['model']).upper()}_API_KEY"):
+        return False
+    from urllib.parse import urlparse
+
+    host = urlparse(base).hostname or ""
+    return host in ("localhost", "::1", "0.0.0.0") or host.startswith("127.")
+
+
+def chat_to_text_request(request: dict[str, Any]) -> dict[str, Any]:
+    """A chat request as a legacy completions request: the messages joined into one prompt, as DSPy sends it."""
+    sent = dict(request)
+    model = sent.pop("model")
+    provider, _, name = model.rpartition("/")
+    provider = provider or "openai"
+    sent["api_key"] = sent.get("api_key") or os.getenv(f"{provider}_API_KEY")
+    sent["api_base"] = sent.get("api_base") or os.getenv(f"{provider}_API_BASE")
+    contents = [m["content"] for m in sent.pop("messages")]
+    sent["prompt"] = "\n\n".join([*contents, "BEGIN RESPONSE:"])
+    sent["model"] = f"text-completion-openai/{name}"
+    return sent
+
+
+def chat_to_responses_request(request: dict[str, Any]) -> dict[str, Any]:
+    """A chat request for the Responses API: messages become `input`, max_tokens becomes max_output_tokens."""
+    sent = dict(request)
+    if "input" not in sent:
+        items = []
+        for message in sent.pop("messages"):
+            content = message.get("content")
+            if isinstance(content, str):
+                parts = [{"type": "input_text", "text": content}]
+            else:
+                parts = [_responses_part(part) for part in content or []]
+            items.append({"role": message["role"], "content": parts})
+        sent["input"] = items
+    else:
+        sent.pop("messages", None)
+    for old in ("max_tokens", "max_completion_tokens"):
+        if old in sent:
+            value = sent.pop(old)
+            if value is not None:
+                sent["max_output_tokens"] = value
+    return sent
+
+
+def _responses_part(part: dict[str, Any]) -> dict[str, Any]:
+    if part.get("type") == "text":
+        return {"type": "input_text", "text": part["text"]}
+    if part.get("type") == "image_url":
+        return {"type": "input_image", "image_url": part["image_url"]["url"]}
+    return part
+
+
+def _entry_points(model_type: str, asynchronous: bool) -> tuple[str, Callable[[dict], dict] | None]:
+    if model_type == "chat":
+        return ("acompletion" if asynchronous else "completion"), None
+    if model_type == "text":
+        return ("atext_completion" if asynchronous else "text_completion"), chat_to_text_request
+    if model_type == "responses":
+        return ("aresponses" if asynchronous else "responses"), chat_to_responses_request
+    raise errors.LMConfigurationError(f"model_type must be 'chat', 'text' or 'responses', got {model_type!r}")
+
+
+def complete(request: dict[str, Any], model_type: str, num_retries: int, user_agent: str) -> Any:
+    """Send `request` to its provider, retrying transient failures; return LiteLLM's response."""
+    litellm = load_litellm()
+    name, convert = _entry_points(model_type, asynchronous=False)
+    sent = prepare_provider_request(request, user_agent)
+    if convert is not None:
+        sent = convert(sent)
+    call = getattr(litellm, name)
+    for attempt in range(num_retries + 1):
+        try:
+            return call(num_retries=0, max_retries=0, **sent)
+        except Exception as exc:
+            error = map_error(exc, request["model"])
+            if attempt >= num_retries or not errors.is_retryable_lm_error(error):
+                raise error from exc
+            time.sleep(backoff_seconds(attempt, error.retry_after))
+    raise AssertionError("unreachable")
+
+
+async def acomplete(request: dict[str, Any], model_type: str, num_retries: int, user_agent: str) -> Any:
+    """The async twin of `complete`, through LiteLLM's async entry points."""
+    import asyncio
+
+    litellm = load_litellm()
+    name, convert = _entry_points(model_type, asynchronous=True)
+    sent = prepare_provider_request(request, user_agent)
+    if convert is not None:
+        sent = convert(sent)
+    call = getattr(litellm, name)
+    for attempt in range(num_retries + 1):
+        try:
+            return await call(num_retries=0, max_retries=0, **sent)
+        except Exception as exc:
+            error = map_error(exc, request["model"])
+            if attempt >= num_retries or not errors.is_retryable_lm_error(error):
+                raise error from exc
+            await asyncio.sleep(backoff_seconds(attempt, error.retry_after))
+    raise AssertionError("unreachable")
+
+
+def backoff_seconds(attempt: int, retry_after: float | None) -> float:
+    delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2**attempt) * random.uniform(0.5, 1.0)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, 4 * RETRY_MAX_SECONDS))
+    return delay
+
+
+# LiteLLM exception class name -> our error class. Checked along the MRO, most specific first.
+_ERROR_CLASSES: dict[str, type[errors.LMError]] = {
+    "ContextWindowExceededError": errors.ContextWindowExceededError,
+    "AuthenticationError": errors.LMAuthError,
+    "PermissionDeniedError": errors.LMAuthError,
+    "RateLimitError": errors.LMRateLimitError,
+    "NotFoundError": errors.LMUnsupportedModelError,
+    "UnsupportedParamsError": errors.LMUnsupportedFeatureError,
+    "BadRequestError": errors.LMInvalidRequestError,
+    "UnprocessableEntityError": errors.LMInvalidRequestError,
+    "Timeout": errors.LMTimeoutError,
+    "APITimeoutError": errors.LMTimeoutError,
+    "APIConnectionError": errors.LMTransportError,
+    "InternalServerError": errors.LMServerError,
+    "ServiceUnavailableError": errors.LMServerError,
+    "BadGatewayError": errors.LMServerError,
+}
+
+
+def map_error(exc: BaseException, model: str) -> errors.LMError:
+    """LiteLLM's (or the HTTP client's) exception as one of our typed errors, with what is known about it."""
+    if isinstance(exc, errors.LMError):
+        return exc
+    status = _status_of(exc)
+    headers = _headers_of(exc)
+    cls = next((_ERROR_CLASSES[c.__name__] for c in type(exc).__mro__ if c.__name__ in _ERROR_CLASSES), None)
+    if cls is None or (cls is errors.LMTransportError and status is not None):
+        cls = _class_for_status(status)
+    if _is_connection_failure(exc):
+        cls, status = errors.LMTransportError, None
+    metadata = {
+        "model": model,
+        "provider": provider_of(model),
+        "status": status,
+        "request_id": headers.get("x-request-id") or headers.get("request-id"),
+        "retry_after": _retry_after(headers),
+    }
+    message = _message_of(exc)
+    if "No module named 'mcp'" in message:
+        return errors.LMUnsupportedFeatureError(
+            "model_type='responses' uses LiteLLM's Responses API, which needs the MCP SDK: "
+            "pip install 'turbodspy[responses]'",
+            features=["responses"],
+            model=model,
+            provider=provider_of(model),
+        )
+    if "Missing credentials" in message or "api_key client option must be set" in message:
+        cls = errors.LMAuthError  # the client refused before sending: no point retrying
+    if cls is errors.ContextWindowExceededError:
+        return errors.ContextWindowExceededError(message=message, **metadata)
+    return cls(message, **metadata)
+
+
+_CONNECTION_FAILURES = {"APIConnectionError", "ConnectError", "ConnectTimeout", "RemoteProtocolError", "ReadError"}
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    """LiteLLM reports a refused or dropped connection as a 500 'Connection error.': look at what caused it."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if any(c.__name__ in _CONNECTION_FAILURES for c in type(seen).__mro__) and seen is not exc:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _class_for_status(status: int | None) -> type[errors.LMError]:
+    if status is None:
+        return errors.LMUnexpectedError
+    if status == 429:
+        return errors.LMRateLimitError
+    if status in (401, 403):
+        return errors.LMAuthError
+    if status == 404:
+        return errors.LMUnsupportedModelError
+    if status == 408:
+        return errors.LMTimeoutError
+    if status >= 500:
+        return errors.LMServerError
+    if status >= 400:
+        return errors.LMInvalidRequestError
+    return errors.LMUnexpectedError
+
+
+def _status_of(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return status
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _headers_of(exc: BaseException) -> dict[str, str]:
+    for source in (getattr(exc, "headers", None), getattr(getattr(exc, "response", None), "headers", None)):
+        if source:
+            try:
+                return {str(k).lower(): str(v) for k, v in dict(source).items()}
+            except (TypeError, ValueError):
+                continue
+    hidden = getattr(exc, "litellm_response_headers", None)
+    if hidden:
+        return {str(k).lower(): str(v) for k, v in dict(hidden).items()}
+    return {}
+
+
+def _retry_after(headers: dict[str, str]) -> float | None:
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return float(value) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def _message_of(exc: BaseException) -> str:
+    message = str(getattr(exc, "message", "") or exc) or type(exc).__name__
+    return _scrub_secrets(message)
+
+
+def _scrub_secrets(text: str) -> str:
+    """Provider messages sometimes echo the key ('Incorrect API key provided: sk-...'); never pass it on."""
+    import re
+
+    return re.sub(r"(sk|key|api)[-_][A-Za-z0-9_\-]{6,}", lambda m: m.group(0)[:4] + "****", text)

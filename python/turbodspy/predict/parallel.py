@@ -1,0 +1,117 @@
+"""`Parallel`: run many (module, example) pairs at once, as DSPy's, with an async path for async-capable modules.
+
+Pairs whose modules all have a real async path (`aforward`, as `Predict` and `ChainOfThought` have) run on
+one event loop with many examples in flight (`concurrency`, default 32) unless `num_threads` is given; any
+other pairs run on threads (`num_threads`, default `settings.num_threads`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from turbodspy.primitives.example import Example
+from turbodspy.primitives.parallel import ParallelExecutor
+from turbodspy.settings import settings
+
+
+class Parallel:
+    """Run `(module, example)` pairs in parallel: `Parallel(num_threads=8)(pairs)` -> results in order."""
+
+    def __init__(
+        self,
+        num_threads: int | None = None,
+        max_errors: int | None = None,
+        access_examples: bool = True,
+        return_failed_examples: bool = False,
+        provide_traceback: bool | None = None,
+        disable_progress_bar: bool = False,
+        timeout: float | None = None,
+        straggler_limit: int = 3,
+        *,
+        concurrency: int | None = None,
+        requests_per_minute: float | None = None,
+    ) -> None:
+        self._threads_requested = num_threads is not None
+        self.num_threads = num_threads or settings.num_threads
+        self.max_errors = settings.max_errors if max_errors is None else max_errors
+        self.access_examples = access_examples
+        self.return_failed_examples = return_failed_examples
+        self.provide_traceback = provide_traceback
+        self.disable_progress_bar = disable_progress_bar
+        self.timeout = timeout
+        self.straggler_limit = straggler_limit
+        self.concurrency = concurrency
+        self.requests_per_minute = requests_per_minute
+        self.failed_examples: list[Any] = []
+        self.exceptions: list[BaseException] = []
+
+    def forward(self, exec_pairs: list[tuple[Any, Any]], num_threads: int | None = None) -> Any:
+        threads_requested = self._threads_requested or num_threads is not None
+        num_threads = num_threads if num_threads is not None else self.num_threads
+        executor = ParallelExecutor(
+            num_threads=num_threads,
+            max_errors=self.max_errors,
+            provide_traceback=self.provide_traceback,
+            disable_progress_bar=self.disable_progress_bar,
+            timeout=self.timeout,
+            straggler_limit=self.straggler_limit,
+            requests_per_minute=self.requests_per_minute,
+        )
+        use_async = self.concurrency is not None or (
+            not threads_requested and bool(exec_pairs) and all(_has_async_path(m, ex) for m, ex in exec_pairs)
+        )
+        if use_async:
+            results = executor.execute_async(self._aprocess_pair, exec_pairs, self.concurrency)
+        else:
+            results = executor.execute(self._process_pair, exec_pairs)
+
+        if not self.return_failed_examples:
+            return results
+        for index in executor.failed_indices:
+            _, example = exec_pairs[index]
+            self.failed_examples.append(example.inputs() if isinstance(example, Example) else example)
+            self.exceptions.append(executor.exceptions_map[index])
+        return results, self.failed_examples, self.exceptions
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    def _process_pair(self, pair: tuple[Any, Any]) -> Any:
+        module, example = pair
+        if isinstance(example, Example):
+            return module(**_input_kwargs(example)) if self.access_examples else module(example)
+        if isinstance(example, dict):
+            return module(**example)
+        if isinstance(example, list) and isinstance(module, Parallel):
+            return module(example)
+        if isinstance(example, tuple):
+            return module(*example)
+        raise ValueError(
+            f"Invalid example type: {type(example)}, only supported types are Example, dict, list and tuple"
+        )
+
+    async def _aprocess_pair(self, pair: tuple[Any, Any]) -> Any:
+        module, example = pair
+        acall = getattr(module, "acall", None)
+        if acall is None:
+            raise TypeError(f"{type(module).__name__} has no `acall`; run it with `num_threads=...` instead.")
+        if isinstance(example, Example):
+            return await (acall(**_input_kwargs(example)) if self.access_examples else acall(example))
+        if isinstance(example, dict):
+            return await acall(**example)
+        if isinstance(example, tuple):
+            return await acall(*example)
+        raise ValueError(f"Invalid example type: {type(example)}, only supported types are Example, dict and tuple")
+
+
+def _input_kwargs(example: Example) -> dict[str, Any]:
+    """`dict(**example.inputs())` without building the intermediate Example (internal `dspy_*` fields left out)."""
+    keys = example._input_keys
+    if keys is None:
+        example.inputs()  # raises the ValueError that says to call `with_inputs`
+    return {k: v for k, v in example._store.items() if k in keys and not k.startswith("dspy_")}
+
+
+def _has_async_path(module: Any, example: Any) -> bool:
+    supports = getattr(module, "supports_async", None)
+    return callable(supports) and supports() and isinstance(example, (Example, dict, tuple))

@@ -1,0 +1,297 @@
+"""`ParallelExecutor`: runs one function over many items with bounded concurrency, on threads or on one event loop.
+
+Shared by `Parallel`, `Module.batch` and `Evaluate`. Each item runs in its own copy of the caller's context, so
+`turbodspy.context(...)` settings (LM, adapter, callbacks, usage tracker, active call id) hold inside every
+worker and nothing an item changes leaks into another. Results keep the items' order; an item that raised gives
+`None` and is recorded in `failed_indices` / `exceptions_map`. After `max_errors` failures the run stops and
+raises `BatchCancelledError`. There is no global timeout: a slow item is waited for, never re-submitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import itertools
+import logging
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from turbodspy.errors import DSPyError
+from turbodspy.settings import settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ASYNC_CONCURRENCY = 32
+
+_UNSET: Any = object()
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def background_loop() -> asyncio.AbstractEventLoop:
+    """The process's background event loop (started on first use, on a daemon thread) for async batch runs."""
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="turbodspy-event-loop", daemon=True)
+            thread.start()
+            _loop = loop
+        return _loop
+
+
+class BatchCancelledError(DSPyError):
+    """A batch stopped early: too many examples failed (see `max_errors`), or it was interrupted."""
+
+
+class RateLimiter:
+    """Spaces starts evenly so that at most `requests_per_minute` start in any minute (shared by all workers)."""
+
+    def __init__(self, requests_per_minute: float) -> None:
+        if not requests_per_minute or requests_per_minute <= 0:
+            raise ValueError(f"requests_per_minute must be a positive number, got {requests_per_minute!r}.")
+        self.interval = 60.0 / requests_per_minute
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def _reserve(self) -> float:
+        """Claim the next start slot; returns how long to wait for it."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+            return start - now
+
+    def wait(self) -> None:
+        delay = self._reserve()
+        if delay > 0:
+            time.sleep(delay)
+
+    async def await_slot(self) -> None:
+        delay = self._reserve()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class _Progress:
+    """The tqdm bar (with its items/s throughput), updated by whichever worker finishes an item."""
+
+    def __init__(self, total: int, disable: bool, compare_results: bool) -> None:
+        import tqdm
+
+        self.bar = tqdm.tqdm(total=total, dynamic_ncols=True, disable=disable, file=sys.stdout)
+        self.disabled = disable
+        self.compare_results = compare_results
+        self.total = total
+        self.done = 0
+        self.score = 0.0
+
+    def advance(self, outcome: Any) -> None:
+        self.done += 1
+        if self.compare_results and outcome is not None and not isinstance(outcome, BaseException):
+            self.score += outcome[-1]
+        if self.disabled:
+            return
+        if self.compare_results:
+            pct = round(100 * self.score / self.done, 1) if self.done else 0
+            self.bar.set_description(f"Average Metric: {self.score:.2f} / {self.done} ({pct}%)", refresh=False)
+        else:
+            self.bar.set_description(f"Processed {self.done} / {self.total} examples", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class ParallelExecutor:
+    """Run `function(item)` for each item: `execute` on threads, `execute_async` on an event loop."""
+
+    def __init__(
+        self,
+        num_threads: int | None = None,
+        max_errors: int | None = None,
+        disable_progress_bar: bool = False,
+        provide_traceback: bool | None = None,
+        compare_results: bool = False,
+        timeout: float | None = None,
+        straggler_limit: int = 3,
+        requests_per_minute: float | None = None,
+    ) -> None:
+        self.num_threads = num_threads or settings.num_threads
+        if self.num_threads < 1:
+            raise ValueError(f"num_threads must be at least 1, got {self.num_threads}.")
+        self.max_errors = settings.max_errors if max_errors is None else max_errors
+        self.disable_progress_bar = disable_progress_bar
+        self.provide_traceback = settings.provide_traceback if provide_traceback is None else provide_traceback
+        self.compare_results = compare_results
+        # Accepted for DSPy compatibility: slow items are never re-submitted or abandoned.
+        self.timeout = timeout
+        self.straggler_limit = straggler_limit
+        self.rate_limiter = RateLimiter(requests_per_minute) if requests_per_minute else None
+
+        self.error_count = 0
+        self.error_lock = threading.Lock()
+        self.cancel_jobs = threading.Event()
+        self.failed_indices: list[int] = []
+        self.exceptions_map: dict[int, BaseException] = {}
+        self._first_error: BaseException | None = None
+
+    # -- shared bookkeeping -------------------------------------------------------------------------------------
+
+    def _record(self, results: list, index: int, item: Any, outcome: Any, error: BaseException | None) -> None:
+        if error is None:
+            results[index] = outcome
+            return
+        with self.error_lock:
+            self.error_count += 1
+            self.failed_indices.append(index)
+            self.exceptions_map[index] = error
+            if self._first_error is None:
+                self._first_error = error
+            if self.error_count >= self.max_errors:
+                self.cancel_jobs.set()
+        if self.provide_traceback:
+            tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            logger.error(f"Error for {item}: {error}\n{tb}")
+        else:
+            logger.error(f"Error for {item}: {error}. Set `provide_traceback=True` for traceback.")
+
+    def _finish(self, results: list) -> list:
+        self.failed_indices.sort()
+        if self.cancel_jobs.is_set():
+            raise BatchCancelledError(
+                f"Execution cancelled after {self.error_count} failed examples (max_errors={self.max_errors}); "
+                f"the first error was: {self._first_error!r}. Fix the failing examples or raise `max_errors`."
+            ) from self._first_error
+        return [None if r is _UNSET else r for r in results]
+
+    # -- threads ------------------------------------------------------------------------------------------------
+
+    def execute(self, function: Callable[[Any], Any], data: Sequence[Any]) -> list[Any]:
+        """Run `function` over `data` on `num_threads` threads (1: in the calling thread). Returns results."""
+        data = list(data)
+        results: list[Any] = [_UNSET] * len(data)
+        parent = contextvars.copy_context()
+        progress = _Progress(len(data), self.disable_progress_bar, self.compare_results)
+        # Taking the next index needs no lock: `next()` on itertools.count is atomic under the GIL. With the
+        # progress bar off, finishing an item takes no lock either, so cached items run without lock convoys.
+        counter = itertools.count()
+        total = len(data)
+        progress_lock = threading.Lock() if not self.disable_progress_bar else None
+
+        def run_items() -> None:
+            while not self.cancel_jobs.is_set():
+                index = next(counter)
+                if index >= total:
+                    return
+                if self.rate_limiter is not None:
+                    self.rate_limiter.wait()
+                    if self.cancel_jobs.is_set():
+                        return
+                item = data[index]
+                outcome = error = None
+                try:
+                    outcome = parent.copy().run(function, item)
+                except Exception as e:
+                    error = e
+                self._record(results, index, item, outcome, error)
+                if progress_lock is None:
+                    continue
+                with progress_lock:
+                    progress.advance(error if error is not None else outcome)
+
+        try:
+            if self.num_threads == 1 or len(data) <= 1:
+                run_items()
+            else:
+                workers = [
+                    threading.Thread(target=run_items, name=f"turbodspy-batch-{i}", daemon=True)
+                    for i in range(min(self.num_threads, len(data)))
+                ]
+                for w in workers:
+                    w.start()
+                for w in workers:
+                    # A timed join keeps the main thread responsive to Ctrl-C.
+                    while w.is_alive():
+                        w.join(0.25)
+        except KeyboardInterrupt:
+            self.cancel_jobs.set()
+            logger.warning("SIGINT received. Cancelling.")
+            raise
+        finally:
+            progress.close()
+        return self._finish(results)
+
+    # -- async --------------------------------------------------------------------------------------------------
+
+    def execute_async(
+        self, afunction: Callable[[Any], Awaitable[Any]], data: Sequence[Any], concurrency: int | None = None
+    ) -> list[Any]:
+        """Run `await afunction(item)` over `data` with `concurrency` in flight, from synchronous code.
+
+        The work runs on turbodspy's background event loop, which lives as long as the process, so async HTTP
+        clients (LiteLLM's) and their connections are reused from one batch to the next.
+        """
+        # The handle scheduling the coroutine copies this thread's context, so the caller's settings apply.
+        future = asyncio.run_coroutine_threadsafe(self.aexecute(afunction, data, concurrency), background_loop())
+        try:
+            while True:
+                try:
+                    # A timed wait keeps the calling thread responsive to Ctrl-C.
+                    return future.result(timeout=0.25)
+                except concurrent.futures.TimeoutError:
+                    continue
+        except KeyboardInterrupt:
+            self.cancel_jobs.set()
+            future.cancel()
+            logger.warning("SIGINT received. Cancelling.")
+            raise
+
+    async def aexecute(
+        self, afunction: Callable[[Any], Awaitable[Any]], data: Sequence[Any], concurrency: int | None = None
+    ) -> list[Any]:
+        """Run `await afunction(item)` over `data` on the running loop with `concurrency` items in flight."""
+        concurrency = concurrency or DEFAULT_ASYNC_CONCURRENCY
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}.")
+        data = list(data)
+        results: list[Any] = [_UNSET] * len(data)
+        progress = _Progress(len(data), self.disable_progress_bar, self.compare_results)
+        next_index = iter(range(len(data)))
+
+        async def run_items() -> None:
+            for index in next_index:
+                if self.cancel_jobs.is_set():
+                    return
+                if self.rate_limiter is not None:
+                    await self.rate_limiter.await_slot()
+                    if self.cancel_jobs.is_set():
+                        return
+                item = data[index]
+                outcome = error = None
+                try:
+                    outcome = await afunction(item)
+                except Exception as e:
+                    error = e
+                self._record(results, index, item, outcome, error)
+                progress.advance(error if error is not None else outcome)
+
+        # Each worker is a task, so it runs in its own copy of the caller's context.
+        workers = [asyncio.ensure_future(run_items()) for _ in range(min(concurrency, len(data)))]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            self.cancel_jobs.set()
+            for w in workers:
+                w.cancel()
+            raise
+        finally:
+            progress.close()
+        return self._finish(results)

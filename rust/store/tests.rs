@@ -1,0 +1,206 @@
+//! Store-level tests on a real directory (one process; the multi-process tests are in Python).
+
+use super::*;
+use proptest::prelude::*;
+
+fn key(n: u64) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k[..8].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+    k[8..16].copy_from_slice(&n.to_le_bytes());
+    k
+}
+
+fn meta(tokens: u64) -> RecordMeta {
+    RecordMeta {
+        created_ms: 1,
+        tokens,
+        cost_nanos: tokens * 10,
+    }
+}
+
+fn value(n: u64, len: usize) -> Vec<u8> {
+    format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(len)).into_bytes()
+}
+
+#[test]
+fn put_then_get_in_this_and_a_fresh_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path(), 1 << 30);
+    assert!(store.get(&key(1), true).unwrap().is_none());
+    for n in 0..100 {
+        store.put(&key(n), &value(n, 100), meta(n)).unwrap();
+    }
+    let fresh = Store::new(dir.path(), 1 << 30);
+    for n in 0..100 {
+        assert_eq!(
+            fresh.get(&key(n), true).unwrap().unwrap().value,
+            value(n, 100)
+        );
+        assert_eq!(store.get(&key(n), false).unwrap().unwrap().meta, meta(n));
+    }
+    assert!(fresh.get(&key(1000), true).unwrap().is_none());
+    let stats = fresh.stats().unwrap();
+    assert_eq!(stats.entries, 100);
+    assert_eq!(stats.hits, 100);
+    assert_eq!(
+        stats.misses, 1,
+        "the miss before the store existed is counted only by its process"
+    );
+    assert_eq!(stats.tokens_saved, (0..100).sum::<u64>());
+}
+
+#[test]
+fn a_new_value_replaces_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path(), 1 << 30);
+    store.put(&key(1), b"{\"a\":1}", meta(1)).unwrap();
+    store.put(&key(1), b"{\"a\":2}", meta(1)).unwrap();
+    store.put(&key(1), b"{\"a\":2}", meta(1)).unwrap();
+    assert_eq!(
+        store.get(&key(1), false).unwrap().unwrap().value,
+        b"{\"a\":2}"
+    );
+    assert_eq!(store.stats().unwrap().entries, 1);
+    let report = store.verify().unwrap();
+    assert_eq!((report.entries, report.bad), (1, 0));
+    assert_eq!(
+        Store::new(dir.path(), 1 << 30)
+            .get(&key(1), false)
+            .unwrap()
+            .unwrap()
+            .value,
+        b"{\"a\":2}"
+    );
+}
+
+#[test]
+fn the_index_grows_past_its_first_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path(), 1 << 30);
+    let n = index::MIN_CAPACITY;
+    for i in 0..n {
+        store.put(&key(i), &value(i, 8), meta(1)).unwrap();
+    }
+    let fresh = Store::new(dir.path(), 1 << 30);
+    for i in 0..n {
+        assert_eq!(
+            fresh.get(&key(i), false).unwrap().unwrap().value,
+            value(i, 8),
+            "key {i}"
+        );
+    }
+    assert_eq!(fresh.stats().unwrap().entries, n);
+}
+
+#[test]
+fn eviction_keeps_the_store_under_its_limit_and_the_newest_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 4 << 20;
+    let store = Store::new(dir.path(), limit);
+    for i in 0..2000 {
+        store.put(&key(i), &value(i, 5000), meta(1)).unwrap();
+        let stats = store.stats().unwrap();
+        assert!(stats.bytes <= limit, "{} bytes after put {i}", stats.bytes);
+    }
+    assert_eq!(
+        store.get(&key(1999), false).unwrap().unwrap().value,
+        value(1999, 5000)
+    );
+    assert!(store.get(&key(0), false).unwrap().is_none());
+    let stats = store.stats().unwrap();
+    assert!(stats.entries > 300, "only {} entries kept", stats.entries);
+}
+
+#[test]
+fn clear_empties_and_the_store_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path(), 1 << 30);
+    let other = Store::new(dir.path(), 1 << 30);
+    for i in 0..50 {
+        store.put(&key(i), &value(i, 10), meta(1)).unwrap();
+    }
+    assert!(other.get(&key(3), false).unwrap().is_some());
+    store.clear().unwrap();
+    assert!(other.get(&key(3), false).unwrap().is_none());
+    assert_eq!(other.stats().unwrap().entries, 0);
+    other.put(&key(3), b"{}", meta(1)).unwrap();
+    assert_eq!(store.get(&key(3), false).unwrap().unwrap().value, b"{}");
+}
+
+#[test]
+fn a_lost_or_damaged_index_is_rebuilt_from_the_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path(), 1 << 30);
+    for i in 0..200 {
+        store.put(&key(i), &value(i, 30), meta(1)).unwrap();
+    }
+    drop(store);
+    let path = dir.path().join(INDEX_FILE);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[20] ^= 0xff;
+    fs::write(&path, bytes).unwrap();
+    let store = Store::new(dir.path(), 1 << 30);
+    assert!(
+        store.get(&key(5), false).unwrap().is_none(),
+        "a damaged index is a miss, not an error"
+    );
+    let report = store.verify().unwrap();
+    assert!(report.index_was_unreadable);
+    assert_eq!(report.entries, 200);
+    assert_eq!(
+        store.get(&key(5), false).unwrap().unwrap().value,
+        value(5, 30)
+    );
+    fs::remove_file(&path).unwrap();
+    let store = Store::new(dir.path(), 1 << 30);
+    store.put(&key(999), b"{}", meta(1)).unwrap();
+    assert_eq!(store.stats().unwrap().entries, 201);
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tds"))
+        .collect();
+    v.sort();
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn flipped_bytes_give_misses_or_right_values_never_wrong_ones(flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..8)) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), 1 << 30);
+        for i in 0..60 {
+            store.put(&key(i), &value(i, 40), meta(1)).unwrap();
+        }
+        let seg = &segment_files(dir.path())[0];
+        let mut bytes = fs::read(seg).unwrap();
+        for (at, x) in &flips {
+            let at = at.index(bytes.len());
+            bytes[at] ^= x;
+        }
+        // Rewriting in place is what damage looks like; turbodspy itself never does this.
+        fs::write(seg, &bytes).unwrap();
+        let fresh = Store::new(dir.path(), 1 << 30);
+        let mut missing = 0;
+        for i in 0..60 {
+            match fresh.get(&key(i), false).unwrap() {
+                Some(found) => prop_assert_eq!(found.value, value(i, 40)),
+                None => missing += 1,
+            }
+        }
+        let report = fresh.verify().unwrap();
+        prop_assert!(report.bad >= 1 || missing == 0);
+        prop_assert_eq!(report.entries + missing, 60);
+        for i in 0..60 {
+            if let Some(found) = fresh.get(&key(i), false).unwrap() {
+                prop_assert_eq!(found.value, value(i, 40));
+            }
+        }
+    }
+}

@@ -1,0 +1,216 @@
+"""Module.batch / Parallel / asyncify on real threads and a real event loop, with programs that need no LM."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+
+import pytest
+
+import turbodspy as dspy
+from turbodspy.primitives.parallel import BatchCancelledError
+
+
+class Square(dspy.Module):
+    """A sync-only program: squares x, records which thread ran it and what `settings.lm` it saw."""
+
+    def __init__(self):
+        super().__init__()
+        self.threads: set[str] = set()
+        self.lock = threading.Lock()
+
+    def forward(self, x):
+        with self.lock:
+            self.threads.add(threading.current_thread().name)
+        if x < 0:
+            raise ValueError(f"negative: {x}")
+        time.sleep(0.001)
+        return dspy.Prediction(y=x * x, lm=dspy.settings.lm)
+
+
+class AsyncSquare(dspy.Module):
+    """An async-capable program that counts how many of its calls are in flight at once."""
+
+    def __init__(self, delay=0.02):
+        super().__init__()
+        self.delay = delay
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def forward(self, x):
+        return dspy.Prediction(y=x * x, path="sync")
+
+    async def aforward(self, x):
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+            if x < 0:
+                raise ValueError(f"negative: {x}")
+            return dspy.Prediction(y=x * x, path="async", lm=dspy.settings.lm)
+        finally:
+            self.in_flight -= 1
+
+
+def examples(xs):
+    return [dspy.Example(x=x, label=x * x).with_inputs("x") for x in xs]
+
+
+def test_threaded_batch_keeps_order_uses_threads_and_caller_context():
+    program = Square()
+    with dspy.context(lm="the-callers-lm"):
+        results = program.batch(examples(range(200)), num_threads=4, disable_progress_bar=True)
+    assert [r.y for r in results] == [x * x for x in range(200)]
+    assert {r.lm for r in results} == {"the-callers-lm"}
+    assert len(program.threads) > 1 and all(name.startswith("turbodspy-batch") for name in program.threads)
+
+
+def test_one_thread_runs_in_the_caller_thread():
+    program = Square()
+    results = program.batch(examples(range(5)), num_threads=1, disable_progress_bar=True)
+    assert [r.y for r in results] == [0, 1, 4, 9, 16]
+    assert program.threads == {threading.current_thread().name}
+
+
+def test_failed_examples_are_collected_and_others_still_run():
+    program = Square()
+    data = examples([1, -2, 3, -4, 5])
+    results, failed, errors = program.batch(
+        data, num_threads=3, max_errors=10, return_failed_examples=True, disable_progress_bar=True
+    )
+    assert [r.y if r else None for r in results] == [1, None, 9, None, 25]
+    assert [ex.x for ex in failed] == [-2, -4]
+    assert [str(e) for e in errors] == ["negative: -2", "negative: -4"]
+
+
+def test_max_errors_stops_the_run_with_a_typed_error():
+    program = Square()
+    with pytest.raises(BatchCancelledError, match="max_errors=2") as info:
+        program.batch(examples([-1, -2, -3, -4] * 25), num_threads=2, max_errors=2, disable_progress_bar=True)
+    assert isinstance(info.value.__cause__, ValueError)
+    assert isinstance(info.value, dspy.DSPyError)
+
+
+def test_async_capable_program_runs_many_in_flight_by_default():
+    program = AsyncSquare()
+    with dspy.context(lm="ctx-lm"):
+        results = program.batch(examples(range(100)), disable_progress_bar=True)
+    assert [r.y for r in results] == [x * x for x in range(100)]
+    assert {r.path for r in results} == {"async"} and {r.lm for r in results} == {"ctx-lm"}
+    assert program.max_in_flight == 32
+
+
+def test_concurrency_bounds_in_flight_and_errors_are_collected_on_the_async_path():
+    program = AsyncSquare()
+    results, failed, errors = program.batch(
+        examples([1, -1, 2, -2, 3, 4, 5, 6]), concurrency=3, return_failed_examples=True, disable_progress_bar=True
+    )
+    assert program.max_in_flight == 3
+    assert [r.y if r else None for r in results] == [1, None, 4, None, 9, 16, 25, 36]
+    assert [ex.x for ex in failed] == [-1, -2] and all(isinstance(e, ValueError) for e in errors)
+
+
+def test_explicit_threads_run_the_sync_path():
+    results = AsyncSquare().batch(examples(range(4)), num_threads=2, disable_progress_bar=True)
+    assert {r.path for r in results} == {"sync"}
+
+
+def test_batch_from_inside_a_running_event_loop():
+    async def main():
+        with dspy.context(lm="inner"):
+            return AsyncSquare().batch(examples(range(10)), disable_progress_bar=True)
+
+    results = asyncio.run(main())
+    assert [r.y for r in results] == [x * x for x in range(10)] and {r.lm for r in results} == {"inner"}
+
+
+def test_requests_per_minute_spaces_starts():
+    starts = []
+
+    class Stamp(dspy.Module):
+        def forward(self, x):
+            starts.append(time.monotonic())
+            return dspy.Prediction(x=x)
+
+    Stamp().batch(examples(range(4)), num_threads=4, requests_per_minute=600, disable_progress_bar=True)
+    starts.sort()
+    assert all(b - a >= 0.09 for a, b in itertools.pairwise(starts))
+    with pytest.raises(ValueError, match="requests_per_minute"):
+        Stamp().batch(examples(range(2)), requests_per_minute=-1, disable_progress_bar=True)
+
+
+def test_items_do_not_see_each_others_context_changes():
+    seen = []
+
+    class Leaky(dspy.Module):
+        def forward(self, x):
+            seen.append(dspy.settings.get("leak"))
+            dspy.settings.context(leak=x).__enter__()  # never exited on purpose
+            return dspy.Prediction(x=x)
+
+    Leaky().batch(examples(range(6)), num_threads=1, disable_progress_bar=True)
+    assert seen == [None] * 6
+
+
+def test_parallel_accepts_dicts_tuples_and_examples(capsys):
+    program = Square()
+    pairs = [(program, {"x": 2}), (program, (3,)), (program, dspy.Example(x=4, label=0).with_inputs("x"))]
+    results = dspy.Parallel(num_threads=2)(pairs)
+    assert [r.y for r in results] == [4, 9, 16]
+    out = capsys.readouterr().out
+    assert "Processed 3 / 3 examples" in out and "it/s" in out
+    with pytest.raises(BatchCancelledError):
+        dspy.Parallel(num_threads=1, max_errors=1, disable_progress_bar=True)([(program, 5)])
+
+
+def test_asyncify_runs_sync_program_on_a_worker_thread_with_context():
+    program = Square()
+
+    async def main():
+        fn = dspy.asyncify(program)
+        with dspy.context(lm="async-ctx"):
+            return await asyncio.gather(*(fn(x=i) for i in range(10)))
+
+    results = asyncio.run(main())
+    assert [r.y for r in results] == [i * i for i in range(10)] and {r.lm for r in results} == {"async-ctx"}
+    assert threading.current_thread().name not in program.threads
+
+
+def test_evaluate_scores_and_reports_per_example_results(tmp_path, capsys):
+    def metric(example, pred, trace=None):
+        return float(example.label == pred.y)
+
+    program = Square()
+    devset = examples([1, 2, 3, -4])
+    devset[1] = devset[1].copy(label=0)
+    out_json = tmp_path / "results.json"
+    result = dspy.Evaluate(devset=devset, metric=metric, num_threads=2, display_table=True, save_as_json=str(out_json))(
+        program
+    )
+    assert result.score == 50.0
+    assert [score for *_, score in result.results] == [1.0, 0.0, 1.0, 0.0]
+    assert result.results[3][1] == dspy.Prediction()
+    assert result.results[0][0] is devset[0] and result.results[0][1].y == 1
+    rows = json.loads(out_json.read_text())
+    assert rows[0]["metric"] == 1.0 and rows[0]["x"] == 1 and rows[0]["y"] == 1
+    table = capsys.readouterr().out
+    assert "✔️ [1.000]" in table and "metric" in table
+    assert repr(result) == "EvaluationResult(score=50.0, results=<list of 4 results>)"
+
+
+def test_evaluate_async_program_and_progress(capsys):
+    result = dspy.Evaluate(devset=examples(range(10)), metric=lambda ex, p: ex.label == p.y, display_progress=True)(
+        AsyncSquare()
+    )
+    assert result.score == 100.0
+    assert "Average Metric: 10.00 / 10 (100.0%)" in capsys.readouterr().out
+
+
+def test_evaluate_rejects_empty_devset_and_missing_metric():
+    with pytest.raises(ValueError, match="devset"):
+        dspy.Evaluate(devset=[], metric=lambda e, p: 1)(Square())
+    with pytest.raises(ValueError, match="metric"):
+        dspy.Evaluate(devset=examples([1]))(Square())

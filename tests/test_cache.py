@@ -1,0 +1,193 @@
+"""The response cache: hits, DSPy-equal keys, the byte bound, single flight, and `cache=False`."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import pytest
+
+import turbodspy as dspy
+
+SECRET = "sk-test-SECRETKEY-1234567890"
+
+
+def openai_lm(server, **kwargs):
+    return dspy.LM("openai/gpt-4o-mini", api_base=server.openai_base, api_key=SECRET, **kwargs)
+
+
+def test_a_repeated_call_is_served_from_the_cache(llm_server):
+    lm = openai_lm(llm_server, temperature=0.7)
+    first = lm("Say this is a test!")
+    second = lm("Say this is a test!")
+    assert second == first
+    assert len(llm_server.requests) == 1
+    assert lm.history[-1]["response"].cache_hit is True
+    assert lm.history[-1]["response"].choices[0].message.content == first[0]
+
+
+def test_outputs_handed_out_cannot_change_the_cache(llm_server):
+    lm = openai_lm(llm_server)
+    first = lm("mutable?")
+    first.append("garbage")
+    first[0] = "edited"
+    assert lm("mutable?") == [lm.history[0]["outputs"][0]]
+
+
+def test_cache_false_sends_every_call_and_stores_nothing(llm_server):
+    lm = openai_lm(llm_server, cache=False)
+    lm("uncached")
+    lm("uncached")
+    assert len(llm_server.requests) == 2
+    assert len(dspy.cache) == 0
+    cached_lm = openai_lm(llm_server)
+    cached_lm("per call", cache=False)
+    assert len(dspy.cache) == 0
+
+
+def test_keys_equal_dspy_keys_for_the_same_call(llm_server):
+    """DSPy 3.4.1, calling the same server, stores its answer under the key turbodspy computes."""
+    import dspy as real_dspy
+
+    real_dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
+    calls = [
+        (("Say this is a test!",), {"temperature": 0.7}),
+        ((), {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi é ✓"}]}),
+        (("Say this is a test!",), {"rollout_id": 1, "temperature": 1.0}),
+        (("A stop",), {"stop": ["\n\n"], "max_tokens": 50}),
+    ]
+    for args, kwargs in calls:
+        ours = openai_lm(llm_server, temperature=0.2)
+        theirs = real_dspy.LM("openai/gpt-4o-mini", api_base=llm_server.openai_base, api_key=SECRET, temperature=0.2)
+        ours(*args, **kwargs)
+        before = set(real_dspy.cache.memory_cache.keys())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # DSPy deprecates messages= in favour of lm15
+            theirs(*args, **kwargs)
+        (dspy_key,) = set(real_dspy.cache.memory_cache.keys()) - before
+        assert dspy_key in dspy.cache, (args, kwargs)
+
+
+def test_memory_tier_is_bounded_in_bytes():
+    cache = dspy.Cache(enable_disk_cache=False, enable_memory_cache=True, disk_cache_dir=None, memory_max_bytes=10_000)
+    for i in range(100):
+        cache.store(f"{i:064x}", {"response": {"text": "x" * 1000}, "i": i})
+    assert cache.memory_bytes <= 10_000
+    assert 1 <= len(cache) < 100
+    assert cache.lookup(f"{99:064x}").record["i"] == 99  # the newest survive
+    assert cache.lookup(f"{0:064x}") is None  # the oldest went first
+
+
+def test_memory_tier_evicts_least_recently_used():
+    cache = dspy.Cache(enable_disk_cache=False, enable_memory_cache=True, disk_cache_dir=None, memory_max_entries=2)
+    cache.store("a" * 64, {"v": "a"})
+    cache.store("b" * 64, {"v": "b"})
+    assert cache.lookup("a" * 64) is not None  # a is now the most recent
+    cache.store("c" * 64, {"v": "c"})
+    assert cache.lookup("b" * 64) is None
+    assert cache.lookup("a" * 64) is not None
+
+
+def test_concurrent_identical_requests_cause_one_provider_request(llm_server):
+    llm_server.latency = 0.3
+    lm = openai_lm(llm_server)
+    start = threading.Barrier(16)
+    answers = []
+
+    def worker():
+        start.wait()
+        answers.append(lm("the same question at the same time")[0])
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(answers) == 16 and len(set(answers)) == 1
+    assert len(llm_server.requests) == 1
+    assert len(lm.history) == 16
+
+
+def test_a_failed_leader_passes_its_error_to_the_waiters(llm_server):
+    llm_server.latency = 0.3
+    llm_server.fail_next("401", count=1)
+    lm = openai_lm(llm_server, num_retries=0)
+    start = threading.Barrier(4)
+    failures = []
+
+    def worker():
+        start.wait()
+        try:
+            lm("fails for everyone")
+        except dspy.LMAuthError as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(failures) == 4
+    assert len(llm_server.requests) == 1
+    assert lm("fails for everyone")  # nothing bad was cached: the next call asks again and succeeds
+
+
+class ScriptedLM(dspy.BaseLM):
+    """A user's own LM: answers from a counter, so a cache hit is visible as a repeated answer."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = 0
+
+    def forward(self, prompt=None, messages=None, **kwargs):
+        self.calls += 1
+        return {
+            "model": "scripted-1",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": f"answer {self.calls}"}}],
+            "usage": {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4},
+        }
+
+
+def test_base_lm_subclasses_get_caching_and_history():
+    lm = ScriptedLM("scripted")
+    assert lm("q") == ["answer 1"]
+    assert lm("q") == ["answer 1"]
+    assert lm("other") == ["answer 2"]
+    assert lm.calls == 2
+    assert len(lm.history) == 3
+    assert lm.history[1]["response"].cache_hit is True
+    assert lm.history[0]["response_model"] == "scripted-1"
+    uncached = ScriptedLM("scripted", cache=False)
+    assert uncached("q") == ["answer 1"] and uncached("q") == ["answer 2"]
+
+
+def test_requests_holding_pydantic_models_and_callables_are_keyed_as_dspy_keys_them():
+    import pydantic
+
+    class Answer(pydantic.BaseModel):
+        answer: str
+
+    cache = dspy.cache
+    with_model = {"model": "m", "response_format": Answer}
+    key = cache.cache_key(with_model)
+    assert key == cache.cache_key({"model": "m", "response_format": Answer.model_json_schema()})
+    assert key != cache.cache_key({"model": "m"})
+
+
+def test_unknown_memory_cache_files_are_refused(tmp_path):
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text('{"hello": 1}')
+    with pytest.raises(ValueError, match="not a turbodspy memory-cache file"):
+        dspy.cache.load_memory_cache(bogus)
+
+
+def test_memory_cache_round_trips_through_json(tmp_path, llm_server):
+    lm = openai_lm(llm_server)
+    answer = lm("save me")
+    path = tmp_path / "memory.json"
+    dspy.cache.save_memory_cache(path)
+    assert b"pickle" not in path.read_bytes() and SECRET.encode() not in path.read_bytes()
+    dspy.configure_cache(enable_disk_cache=False)
+    dspy.cache.load_memory_cache(path)
+    assert lm("save me") == answer
+    assert len(llm_server.requests) == 1
