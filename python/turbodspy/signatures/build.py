@@ -14,9 +14,9 @@ import dataclasses
 import inspect
 import types
 import typing
-from _abc import _abc_init
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from typing_inspection.introspection import AnnotationSource
@@ -77,6 +77,10 @@ for _name in ("Required", "NotRequired", "ReadOnly", "InitVar"):
 
 _new_field = FieldInfo.__new__
 _type_new = type.__new__
+_NO_ABSTRACT_METHODS: frozenset[str] = frozenset()
+
+# The per-class state of ABCMeta (pydantic's metaclass derives from it), as `_abc_init` creates it.
+_abc_data = type(BaseModel.__dict__["_abc_impl"])
 
 ENABLED = tuple(FieldInfo.__slots__) == _KNOWN_SLOTS
 
@@ -240,10 +244,11 @@ def fast_class(
         "__pydantic_complete__": False,
         "__pydantic_fields__": fields,
         "__turbodspy_deferred__": True,
+        # What ABCMeta.__new__ (`_abc_init`) gives a class without abstract methods, set before creation:
+        # assigning them afterwards would invalidate the type's caches.
+        "__abstractmethods__": _NO_ABSTRACT_METHODS,
+        "_abc_impl": _abc_data(),
     }
     if cache_key is not None:
         namespace["__turbodspy_cache_key__"] = cache_key
-    # What ABCMeta.__new__ does, without its Python-level frame.
-    cls = _type_new(meta, name, (base,), namespace)
-    _abc_init(cls)
-    return cls
+    return _type_new(meta, name, (base,), namespace)

@@ -8,7 +8,6 @@ a string are cached: the same string (and instructions, and resolved custom type
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import re
 import sys
@@ -31,12 +30,12 @@ _FIELD_TYPE_CLASSES = (type, typing._GenericAlias, types.GenericAlias, typing._S
 _MISSING = object()
 
 # Field names DSPy cannot build a signature with (they collide with the class's own API).
-_RESERVED = frozenset(
-    {"instructions", "signature", "fields", "input_fields", "output_fields", "model_config"}
-)
+_RESERVED = frozenset({"instructions", "signature", "fields", "input_fields", "output_fields", "model_config"})
 
 # signature string -> _parse's result, for strings whose classes depend on custom or caller types
 _parsed: OrderedDict[str, tuple[tuple, tuple, tuple[str, ...], tuple[str, ...]]] = OrderedDict()
+# names a signature's types mention -> those of them looked up in the caller's frames
+_free_names: OrderedDict[tuple[str, ...], tuple[str, ...]] = OrderedDict()
 # (string, instructions, class name[, custom types used]) -> class, least recently used first
 _classes: OrderedDict[tuple, type] = OrderedDict()
 # Type texts resolved from fixed namespaces whose types are valid field types that pydantic takes as is.
@@ -46,6 +45,13 @@ _CACHE_LIMIT = 1024
 # Python's garbage collector, so a program that builds ever-new strings pays for every one kept: the bound
 # stays small.
 _CLASS_CACHE_LIMIT = 128
+
+
+def _evict_oldest(cache: OrderedDict) -> None:
+    try:
+        cache.popitem(last=False)
+    except KeyError:  # another thread emptied it first
+        pass
 
 
 def _default_instructions(inputs: Any, outputs: Any) -> str:
@@ -362,7 +368,13 @@ def _parse(signature: str) -> tuple[tuple, tuple, tuple[str, ...], str, tuple[st
     parsed = _parsed.get(signature)
     if parsed is None:
         inputs, outputs, names, default = parse_signature(signature)
-        parsed = (inputs, outputs, names, default, tuple(n for n in names if needs_caller(n)) if names else ())
+        free = _free_names.get(names)
+        if free is None:
+            free = tuple(n for n in names if needs_caller(n))
+            if len(_free_names) >= _CACHE_LIMIT:
+                _evict_oldest(_free_names)
+            _free_names[names] = free
+        parsed = (inputs, outputs, names, default, free)
     return parsed
 
 
@@ -378,8 +390,10 @@ def _from_string(
         except TypeError:  # unhashable instructions: build without the cache
             return _build(signature, _parse(signature), instructions, name, None, None)
         if hit is not None:
-            with contextlib.suppress(KeyError):  # least recently used goes first; another thread may evict
+            try:  # least recently used goes first
                 _classes.move_to_end(short)
+            except KeyError:  # another thread evicted it meanwhile
+                pass
             return hit
     parsed = _parse(signature)
     custom = custom_types
@@ -396,19 +410,19 @@ def _from_string(
         except TypeError:  # unhashable custom types
             key, hit = None, None
         if hit is not None:
-            with contextlib.suppress(KeyError):
+            try:
                 _classes.move_to_end(key)
+            except KeyError:
+                pass
             return hit
         if signature not in _parsed:
             if len(_parsed) >= _CACHE_LIMIT:
-                with contextlib.suppress(KeyError):
-                    _parsed.popitem(last=False)
+                _evict_oldest(_parsed)
             _parsed[signature] = parsed
     cls = _build(signature, parsed, instructions, name, custom, key)
     if key is not None:
         if len(_classes) >= _CLASS_CACHE_LIMIT:
-            with contextlib.suppress(KeyError):  # another thread emptied it first
-                _classes.popitem(last=False)
+            _evict_oldest(_classes)
         _classes[key] = cls
     return cls
 
@@ -463,8 +477,7 @@ def _build(
                     fast = False
                 elif custom is None and text in static_types:
                     if len(plain_static) >= _CACHE_LIMIT:
-                        with contextlib.suppress(KeyError):
-                            plain_static.popitem(last=False)
+                        _evict_oldest(plain_static)
                     plain_static[text] = annotation
             annotations.append(annotation)
             if not fast:
