@@ -336,3 +336,18 @@ def test_gemini_requests_use_the_gemini_wire_format(llm_server):
     assert info.value.status == 404 and info.value.provider == "gemini"
     assert llm_server.last_request.path == "/models/gemini-2.5-pro-preview-03-25:generateContent"
     assert len(llm_server.requests) == 1
+
+
+def test_credential_headers_never_reach_history_or_saved_state(llm_server):
+    headers = {"Helicone-Auth": f"Bearer {SECRET}", "Authorization": f"Bearer {SECRET}", "Helicone-User-Id": "u1"}
+    lm = openai_lm(llm_server, extra_headers=headers)
+    lm("hi", extra_headers=headers)
+    assert llm_server.last_request.headers["helicone-auth"] == f"Bearer {SECRET}"  # sent, as asked
+    assert SECRET not in repr(lm.history[-1]["kwargs"])
+    assert lm.history[-1]["kwargs"]["extra_headers"] == {"Helicone-User-Id": "u1"}
+    state = lm.dump_state()
+    assert SECRET not in repr(state)
+    assert state["extra_headers"] == {"Helicone-User-Id": "u1"}
+    out = io.StringIO()
+    lm.inspect_history(1, file=out)
+    assert SECRET not in out.getvalue()

@@ -18,6 +18,7 @@ from turbodspy.clients import single_flight
 from turbodspy.clients.cache import IGNORED_KEY_ARGS, CacheEntry
 from turbodspy.clients.history import CallHistory, pretty_print_history, record_history, timestamp
 from turbodspy.clients.response import CachedResponse, get_field, response_to_data
+from turbodspy.clients.secrets import without_credentials
 from turbodspy.settings import current as current_settings
 from turbodspy.settings import current_overrides, global_config
 
@@ -258,8 +259,8 @@ class BaseLM:
         cost: Any,
         config: dict,
     ) -> None:
-        if kwargs:
-            kwargs = {k: v for k, v in kwargs.items() if not k.startswith("api_")}
+        if kwargs:  # as DSPy, history leaves out every api_* argument; credential headers go too
+            kwargs = without_credentials({k: v for k, v in kwargs.items() if not k.startswith("api_")})
         entry = {
             "prompt": prompt,
             "messages": messages,
@@ -317,7 +318,7 @@ class BaseLM:
 
     def dump_state(self) -> dict[str, Any]:
         """The LM's settings as data (no API key), for `load_state` and saved programs."""
-        kwargs = {k: v for k, v in self.kwargs.items() if k not in ("api_key", LM_CLASS_STATE_KEY)}
+        kwargs = {k: v for k, v in without_credentials(self.kwargs).items() if k != LM_CLASS_STATE_KEY}
         return {
             LM_CLASS_STATE_KEY: _class_path(type(self)),
             "model": self.model,
