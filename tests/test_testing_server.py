@@ -314,6 +314,42 @@ def test_ollama_chat(llm_server):
         assert json.loads(tags.read())["models"][0]["name"] == "llama3.2:latest"
 
 
+def test_gemini_generate_content(llm_server):
+    def gemini(**kwargs):
+        return litellm.completion(
+            model="gemini/gemini-1.5-flash", api_base=llm_server.url, api_key="g", messages=SYSTEM_AND_USER, **kwargs
+        )
+
+    response = gemini()
+    recorded = llm_server.last_request
+    assert recorded.path == "/models/gemini-1.5-flash:generateContent"
+    assert recorded.headers["x-goog-api-key"] == "g"
+    assert "Name a colour." in response.choices[0].message.content
+    assert response.usage.total_tokens == response.usage.prompt_tokens + response.usage.completion_tokens
+    streamed = "".join(c.choices[0].delta.content or "" for c in gemini(stream=True))
+    assert streamed == response.choices[0].message.content
+    assert llm_server.last_request.path.endswith(":streamGenerateContent")
+    assert isinstance(json.loads(gemini(response_format={"type": "json_object"}).choices[0].message.content), dict)
+    llm_server.fail_next("429")
+    with pytest.raises(litellm.RateLimitError):
+        gemini(num_retries=0)
+
+
+def test_azure_and_databricks_routes(llm_server):
+    azure = litellm.completion(
+        model="azure/my-deployment", api_base=llm_server.url, api_key="az", api_version="2024-06-01", messages=USER
+    )
+    assert llm_server.last_request.path == "/openai/deployments/my-deployment/chat/completions"
+    assert llm_server.last_request.query == "api-version=2024-06-01"
+    assert llm_server.last_request.headers["api-key"] == "az"
+    assert "capital of France" in azure.choices[0].message.content
+    databricks = litellm.completion(
+        model="databricks/dbrx", api_base=llm_server.url + "/serving-endpoints", api_key="db", messages=USER
+    )
+    assert llm_server.last_request.path == "/serving-endpoints/chat/completions"
+    assert databricks.choices[0].message.content == azure.choices[0].message.content
+
+
 def test_same_conversation_gets_the_same_answer_from_every_wire_format(llm_server):
     openai_text = chat(llm_server, SYSTEM_AND_USER).choices[0].message.content
     anthropic_text = (

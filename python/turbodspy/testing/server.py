@@ -1,4 +1,4 @@
-"""A real local LLM server on 127.0.0.1 for offline tests: OpenAI, Anthropic and Ollama wire formats over HTTP.
+"""A real local LLM server on 127.0.0.1 for offline tests: OpenAI, Anthropic, Gemini and Ollama wire formats.
 
 `LocalLLMServer` runs a threaded HTTP/1.1 server (keep-alive, chunked streaming) in a background thread,
 answers deterministically (see `turbodspy.testing.answers`), records every request, and injects latency
@@ -13,6 +13,7 @@ import math
 import socket
 import threading
 import time
+import urllib.parse
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -64,6 +65,10 @@ _GENERATION_ROUTES = (
 
 
 def _generation_api(path: str) -> str | None:
+    if path.endswith(":generateContent"):
+        return wire.API_GEMINI
+    if path.endswith(":streamGenerateContent"):
+        return wire.API_GEMINI_STREAM
     return next((api for suffix, api in _GENERATION_ROUTES if path.endswith(suffix)), None)
 
 
@@ -125,10 +130,11 @@ class _Fault:
 
 
 class LocalLLMServer:
-    """A local HTTP server that speaks OpenAI, Anthropic and Ollama wire formats and answers deterministically.
+    """A local HTTP server that speaks OpenAI, Anthropic, Gemini and Ollama wire formats, answering deterministically.
 
     Use as a context manager (`with LocalLLMServer() as server:`) or call `start()`/`stop()`. Point LiteLLM at
-    `server.openai_base` for `openai/...` models, at `server.url` for `anthropic/...` and `ollama_chat/...`.
+    `server.openai_base` for `openai/...` models, at `server.url` for `anthropic/...`, `gemini/...`,
+    `ollama_chat/...` and `azure/...`.
 
     `api_key`: when set, requests must carry it (`Authorization: Bearer ...` or `x-api-key`), else HTTP 401.
     `models`: when set, only these model names are served, others get HTTP 404.
@@ -496,7 +502,7 @@ class _Handler(BaseHTTPRequestHandler):
         # A request still waiting when the server was reset belongs to a finished test: it is answered
         # plainly and must not take the faults or scripted answers meant for the next one.
         self._stale = owner._is_stale(self._generation)
-        if owner.api_key is not None and not self._authorised(owner.api_key, record.headers):
+        if owner.api_key is not None and not self._authorised(owner.api_key, record.headers, record.query):
             self._fault_response(_Fault("401", None, None), record)
             return False
         fault = None if self._stale else owner._take_fault()
@@ -509,7 +515,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._admit(owner, record):
             return
         try:
-            ask = wire.parse(api, record.body)
+            ask = wire.parse(api, record.body, record.path)
         except wire.BadRequest as exc:
             self._error(400, str(exc), "invalid_request_error")
             return
@@ -544,8 +550,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, wire.render_embeddings(record.path.endswith("/api/embed"), model, texts, vectors))
 
     @staticmethod
-    def _authorised(expected: str, headers: Headers) -> bool:
-        given = headers.get("x-api-key") or headers.get("api-key")
+    def _authorised(expected: str, headers: Headers, query: str = "") -> bool:
+        given = headers.get("x-api-key") or headers.get("api-key") or headers.get("x-goog-api-key")
+        given = given or dict(urllib.parse.parse_qsl(query)).get("key")
         bearer = headers.get("authorization", "")
         if bearer.lower().startswith("bearer "):
             given = given or bearer[7:].strip()
