@@ -15,6 +15,8 @@ import urllib.request
 
 import litellm
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from turbodspy.testing import LocalLLMServer, Reply
 
@@ -805,3 +807,68 @@ def test_ollama_json_format(llm_server):
 def test_reply_rejects_malformed_tool_calls():
     with pytest.raises(ValueError, match="each tool call must be"):
         Reply(tool_calls=[{"arguments": {}}])
+
+
+# Properties of the answer generator
+
+FIELD_TYPES = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "list[str]": list[str],
+    "list[int]": list[int],
+    "dict[str, int]": dict[str, int],
+    "int | None": int | None,
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    outputs=st.lists(
+        st.tuples(st.from_regex(r"[a-z][a-z_]{0,10}", fullmatch=True), st.sampled_from(sorted(FIELD_TYPES))),
+        min_size=1,
+        max_size=5,
+        unique_by=lambda pair: pair[0],
+    ),
+    question=st.text(min_size=1, max_size=80),
+    adapter_name=st.sampled_from(["ChatAdapter", "JSONAdapter", "XMLAdapter"]),
+)
+def test_answers_to_any_dspy_signature_parse_into_their_types(outputs, question, adapter_name):
+    dspy = pytest.importorskip("dspy")
+    from turbodspy.testing.answers import compose
+
+    names = [name for name, _ in outputs]
+    assume("question" not in names)
+    fields = {"question": (str, dspy.InputField())}
+    fields.update({name: (FIELD_TYPES[kind], dspy.OutputField()) for name, kind in outputs})
+    signature = dspy.Signature(fields, "Answer the question.")
+    adapter = getattr(dspy, adapter_name)()
+    messages = adapter.format(signature, demos=[], inputs={"question": question})
+    text = compose([(m["role"], m["content"]) for m in messages])
+    parsed = adapter.parse(signature, text)
+    assert list(parsed) == names
+    for name, kind in outputs:
+        expected = FIELD_TYPES[kind]
+        origin = getattr(expected, "__origin__", None)
+        if kind == "int | None":
+            assert isinstance(parsed[name], int)
+        elif origin is not None:
+            assert isinstance(parsed[name], origin)
+        else:
+            assert isinstance(parsed[name], expected) and type(parsed[name]) is expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    conversation=st.lists(
+        st.tuples(st.sampled_from(["system", "user", "assistant"]), st.text(max_size=300)), min_size=1, max_size=4
+    ),
+    choice=st.integers(min_value=0, max_value=5),
+)
+def test_compose_answers_any_conversation_deterministically(conversation, choice):
+    from turbodspy.testing.answers import compose
+
+    first = compose(conversation, choice=choice)
+    assert isinstance(first, str) and first
+    assert compose(conversation, choice=choice) == first
