@@ -804,6 +804,19 @@ def test_ollama_json_format(llm_server):
     assert isinstance(json.loads(response.choices[0].message.content), dict)
 
 
+def test_a_failing_script_function_is_a_500_saying_why(llm_server):
+    def broken(request):
+        raise KeyError("no such thing")
+
+    llm_server.script(broken)
+    status, _, raw = post(llm_server, "/v1/chat/completions", {"model": "m", "messages": USER})
+    assert status == 500
+    assert "KeyError" in json.loads(raw)["error"]["message"]
+    llm_server.script(lambda request: None)
+    status, _, raw = post(llm_server, "/v1/chat/completions", {"model": "m", "messages": USER, "top_logprobs": "x"})
+    assert status == 400 and "'top_logprobs' must be a non-negative integer" in json.loads(raw)["error"]["message"]
+
+
 def test_reply_rejects_malformed_tool_calls():
     with pytest.raises(ValueError, match="each tool call must be"):
         Reply(tool_calls=[{"arguments": {}}])

@@ -454,6 +454,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self._generation = owner._record(record)
         self._api = wire.API_CHAT
+        self._started = False
 
         try:
             api = _generation_api(path) if self.command == "POST" else None
@@ -469,6 +470,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self._serve_info(owner, path)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except Exception as exc:
+            # A fault of this server (or of a user's script function): answer it as a 500 that says what
+            # failed rather than dropping the connection; mid-stream there is nothing left to do but close.
+            if self._started:
+                self.close_connection = True
+            else:
+                self._error(500, f"the local LLM server failed: {type(exc).__name__}: {exc}", "server_error")
 
     def _serve_info(self, owner: LocalLLMServer, path: str) -> None:
         models = list(owner.models) if owner.models is not None else ["test-model"]
@@ -527,11 +535,7 @@ class _Handler(BaseHTTPRequestHandler):
             if prompt_tokens > owner.context_window:
                 self._context_error(prompt_tokens, owner.context_window)
                 return
-        try:
-            choices = self._choices(owner, record, ask)
-        except Exception as exc:  # a user's script function failed: say so instead of dropping the connection
-            self._error(500, f"the script function raised {type(exc).__name__}: {exc}", "server_error")
-            return
+        choices = self._choices(owner, record, ask)
         if ask.stream:
             self._stream(ask, choices)
         else:
@@ -653,6 +657,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
 
     def _send(self, status: int, payload: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self._started = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
@@ -664,6 +669,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream(self, ask: wire.Ask, choices: list[wire.Choice]) -> None:
         ndjson = ask.api in (wire.API_OLLAMA_CHAT, wire.API_OLLAMA_GENERATE)
+        self._started = True
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson" if ndjson else "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")

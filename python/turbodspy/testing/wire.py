@@ -110,6 +110,15 @@ def _positive_int(body: dict, *keys: str) -> int | None:
     return None
 
 
+def _count(body: dict, key: str) -> int:
+    value = body.get(key)
+    if value is None or value is False or value is True:
+        return 0
+    if not isinstance(value, int) or value < 0:
+        raise BadRequest(f"'{key}' must be a non-negative integer, got {value!r}")
+    return value
+
+
 def _stops(value: Any) -> list[str]:
     if value is None:
         return []
@@ -166,7 +175,7 @@ def parse(api: str, body: Any, path: str = "") -> Ask:
         ask.stop = _stops(body.get("stop"))
         _openai_response_format(ask, body.get("response_format"))
         ask.logprobs = bool(body.get("logprobs"))
-        ask.top_logprobs = int(body.get("top_logprobs") or 0)
+        ask.top_logprobs = _count(body, "top_logprobs")
         ask.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         ask.forced_tool = _forced_tool(body.get("tools"), body.get("tool_choice"))
     elif api == API_COMPLETIONS:
@@ -179,7 +188,7 @@ def parse(api: str, body: Any, path: str = "") -> Ask:
         ask.max_tokens = _positive_int(body, "max_tokens")
         ask.stop = _stops(body.get("stop"))
         ask.logprobs = body.get("logprobs") is not None
-        ask.top_logprobs = int(body.get("logprobs") or 0)
+        ask.top_logprobs = _count(body, "logprobs")
         ask.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     elif api == API_RESPONSES:
         raw = body.get("input")
