@@ -604,6 +604,25 @@ def test_dropped_connection_and_malformed_body(llm_server):
         chat(llm_server, num_retries=0, max_retries=0)
 
 
+def test_truncated_answers_and_streams(llm_server):
+    llm_server.fail_next("truncated")
+    connection = http.client.HTTPConnection("127.0.0.1", llm_server.port, timeout=10)
+    connection.request("POST", "/v1/chat/completions", json.dumps({"model": "m", "messages": USER}))
+    response = connection.getresponse()
+    assert response.status == 200
+    with pytest.raises(http.client.IncompleteRead):
+        response.read()
+    connection.close()
+    llm_server.fail_next("truncated")
+    chunks = []
+    # LiteLLM reports a stream cut off half-way as a MidStreamFallbackError (a ServiceUnavailableError).
+    with pytest.raises(litellm.ServiceUnavailableError, match="incomplete chunked read"):
+        for chunk in chat(llm_server, stream=True, num_retries=0, max_retries=0):
+            chunks.append(chunk.choices[0].delta.content or "")
+    full = chat(llm_server).choices[0].message.content
+    assert chunks and full.startswith("".join(chunks)) and "".join(chunks) != full
+
+
 def test_context_length_error_has_openai_shape(llm_server):
     llm_server.fail_next("400")
     status, _, raw = post(llm_server, "/v1/chat/completions", {"model": "m", "messages": USER})

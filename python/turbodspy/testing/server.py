@@ -37,10 +37,11 @@ from turbodspy.testing.answers import (
 ScriptEntry = str | Reply
 ScriptFunction = Callable[..., "str | Reply | None"]
 
-FAULT_KINDS = ("429", "500", "502", "503", "401", "400", "404", "drop", "malformed")
+FAULT_KINDS = ("429", "500", "502", "503", "401", "400", "404", "drop", "malformed", "truncated")
 """What `LocalLLMServer.fail_next` can inject: HTTP errors (429 carries `Retry-After`; 400 is a context-length
-error; 401 a bad API key; 404 an unknown model), `drop` (close the connection without answering) and
-`malformed` (HTTP 200 whose body is not JSON)."""
+error; 401 a bad API key; 404 an unknown model), `drop` (close the connection without answering),
+`malformed` (HTTP 200 whose body is not JSON) and `truncated` (the real answer, or stream, cut off half-way
+by a closed connection)."""
 
 _FAULT_ALIASES = {
     "rate_limit": "429",
@@ -455,6 +456,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._generation = owner._record(record)
         self._api = wire.API_CHAT
         self._started = False
+        self._truncate = False
 
         try:
             api = _generation_api(path) if self.command == "POST" else None
@@ -514,7 +516,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._fault_response(_Fault("401", None, None), record)
             return False
         fault = None if self._stale else owner._take_fault()
-        if fault is not None:
+        self._truncate = fault is not None and fault.kind == "truncated"
+        if fault is not None and not self._truncate:
             self._fault_response(fault, record)
             return False
         return True
@@ -578,11 +581,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _fault_response(self, fault: _Fault, record: RecordedRequest) -> None:
         kind = fault.kind
         if kind == "drop":
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._hang_up()
             return
         if kind == "malformed":
             self._send(200, b'{"id": "chatcmpl-broken", "choices": [ this is not JSON', "application/json")
@@ -665,7 +664,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self._common_headers()
         self.end_headers()
+        if self._truncate:
+            self.wfile.write(payload[: len(payload) // 2])
+            self._hang_up()
+            return
         self.wfile.write(payload)
+
+    def _hang_up(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _stream(self, ask: wire.Ask, choices: list[wire.Choice]) -> None:
         ndjson = ask.api in (wire.API_OLLAMA_CHAT, wire.API_OLLAMA_GENERATE)
@@ -676,8 +686,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self._common_headers()
         self.end_headers()
-        for piece in wire.render_stream(ask, choices):
+        pieces = list(wire.render_stream(ask, choices))
+        if self._truncate:
+            pieces = pieces[: len(pieces) // 2]
+        for piece in pieces:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        if self._truncate:
+            self._hang_up()
+            return
         self.wfile.write(b"0\r\n\r\n")
 
 
