@@ -904,3 +904,12 @@ def test_compose_answers_any_conversation_deterministically(conversation, choice
     first = compose(conversation, choice=choice)
     assert isinstance(first, str) and first
     assert compose(conversation, choice=choice) == first
+
+
+def test_importing_the_testing_module_loads_neither_litellm_nor_dspy():
+    import subprocess
+    import sys
+
+    code = "import sys, turbodspy.testing; print(sorted({'litellm', 'dspy', 'httpx'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
