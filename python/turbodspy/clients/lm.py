@@ -139,15 +139,15 @@ class LM(BaseLM):
 
     def forward(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> Any:
         """One provider call, uncached and unrecorded: LiteLLM's response object."""
-        call = self._prepare(prompt, messages, {**kwargs, "cache": False}, asynchronous=False)
-        request = self._provider_request(call.request)
+        _, request, _, _ = self._prepare(prompt, messages, {**kwargs, "cache": False}, asynchronous=False)
+        request = self._provider_request(request)
         return provider.complete(request, self.model_type, self.num_retries, _agent())
 
     async def aforward(
         self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any
     ) -> Any:
-        call = self._prepare(prompt, messages, {**kwargs, "cache": False}, asynchronous=True)
-        request = self._provider_request(call.request)
+        _, request, _, _ = self._prepare(prompt, messages, {**kwargs, "cache": False}, asynchronous=True)
+        request = self._provider_request(request)
         return await provider.acomplete(request, self.model_type, self.num_retries, _agent())
 
     def dump_state(self) -> dict[str, Any]:

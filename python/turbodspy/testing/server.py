@@ -384,6 +384,8 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Answers go out in small writes; with Nagle's algorithm each keep-alive reply waits ~40 ms for an ACK.
+    disable_nagle_algorithm = True
     server_version = "turbodspy-local-llm/1"
     # Idle keep-alive connections end after this long; clients reconnect transparently.
     timeout = 300
