@@ -756,7 +756,7 @@ def test_embeddings_are_deterministic_unit_vectors(llm_server):
 
 
 def test_a_request_still_waiting_at_reset_takes_no_later_fault(llm_server):
-    llm_server.latency = 1.0
+    llm_server.latency = 2.0
     statuses = []
     late = threading.Thread(
         target=lambda: statuses.append(post(llm_server, "/v1/chat/completions", {"model": "m", "messages": USER})[0])

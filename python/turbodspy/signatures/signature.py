@@ -31,9 +31,7 @@ _FIELD_TYPE_CLASSES = (type, typing._GenericAlias, types.GenericAlias, typing._S
 _MISSING = object()
 
 # Field names DSPy cannot build a signature with (they collide with the class's own API).
-_RESERVED = frozenset(
-    {"instructions", "signature", "fields", "input_fields", "output_fields", "model_config"}
-)
+_RESERVED = frozenset({"instructions", "signature", "fields", "input_fields", "output_fields", "model_config"})
 
 # signature string -> _parse's result, for strings whose classes depend on custom or caller types
 _parsed: OrderedDict[str, tuple[tuple, tuple, tuple[str, ...], tuple[str, ...]]] = OrderedDict()
