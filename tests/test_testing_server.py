@@ -913,3 +913,42 @@ def test_importing_the_testing_module_loads_neither_litellm_nor_dspy():
     code = "import sys, turbodspy.testing; print(sorted({'litellm', 'dspy', 'httpx'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_streams_and_plain_answers_interleave_on_shared_keep_alive_connections(llm_server):
+    import httpx
+
+    def expected(i: int) -> str:
+        body = {"model": "m", "messages": [{"role": "user", "content": f"mixed {i}"}]}
+        return httpx.post(llm_server.openai_base + "/chat/completions", json=body).json()["choices"][0]["message"][
+            "content"
+        ]
+
+    wanted = {i: expected(i) for i in range(24)}
+    errors: list[BaseException] = []
+    with httpx.Client(base_url=llm_server.openai_base, limits=httpx.Limits(max_connections=8)) as client:
+
+        def worker(i: int) -> None:
+            try:
+                for round_ in range(4):
+                    body = {"model": "m", "messages": [{"role": "user", "content": f"mixed {i}"}]}
+                    if (i + round_) % 2:
+                        body["stream"] = True
+                        with client.stream("POST", "/chat/completions", json=body) as response:
+                            lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+                        assert lines[-1] == "data: [DONE]"
+                        chunks = [json.loads(line[6:]) for line in lines[:-1]]
+                        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+                    else:
+                        text = client.post("/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+                    assert text == wanted[i]
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(24)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert len(llm_server.model_requests) == 24 + 24 * 4
