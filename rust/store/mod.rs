@@ -522,8 +522,25 @@ impl Store {
             .truncate(true)
             .open(&tmp)
             .map_err(io_err("cannot create a cache index", &tmp))?;
-        file.set_len(index::file_len(capacity))
-            .map_err(io_err("cannot size a cache index", &tmp))?;
+        // Built in memory and written in full (not a sparse file filled through the mapping): later slot
+        // writes then land on allocated blocks, so no page fault waits for the filesystem to allocate.
+        let words: Vec<AtomicU64> = std::iter::repeat_with(|| AtomicU64::new(0))
+            .take((index::file_len(capacity) / 8) as usize)
+            .collect();
+        let view = Index::init(&words, capacity, now_ms(), now_ms());
+        fill(&view);
+        let mut out = io::BufWriter::with_capacity(1 << 20, &file);
+        for word in &words {
+            out.write_all(
+                &word
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .to_le_bytes(),
+            )
+            .map_err(io_err("cannot write a cache index", &tmp))?;
+        }
+        out.flush()
+            .map_err(io_err("cannot write a cache index", &tmp))?;
+        drop(out);
         let map = MmapOptions::new()
             .map_raw(&file)
             .map_err(io_err("cannot map a cache index", &tmp))?;
@@ -531,9 +548,6 @@ impl Store {
             map,
             writable: true,
         };
-        let generation = now_ms();
-        let view = Index::init(mapped.words(), capacity, generation, now_ms());
-        fill(&view);
         Ok((tmp, mapped))
     }
 
