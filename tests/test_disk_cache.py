@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import sys
@@ -9,6 +11,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from turbodspy.clients.disk_cache import DiskCache, default_cache_dir, default_size_limit
 
@@ -31,6 +35,24 @@ def test_records_round_trip_exactly_across_processes(tmp_path):
     assert key(1) in cache and key(2) not in cache
     cache.close()
     assert DiskCache(tmp_path).get(key(1)) == odd
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.text(max_size=10), json_values, max_size=6))
+def test_any_json_native_record_round_trips(tmp_path, record):
+    cache = DiskCache(tmp_path)
+    k = hashlib.sha256(repr(record).encode()).hexdigest()
+    cache.put(k, record)
+    got = DiskCache(tmp_path).get(k)
+    assert got == record
+    assert json.dumps(got, sort_keys=True) == json.dumps(record, sort_keys=True)  # same types, not just equal
 
 
 def test_stats_count_hits_misses_and_what_hits_saved(tmp_path):
