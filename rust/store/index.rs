@@ -273,7 +273,10 @@ impl<'a> Index<'a> {
 
     /// True when one more insert would take the table past half full.
     pub fn needs_rebuild(&self) -> bool {
-        (self.get(Counter::OccupiedSlots) + 1) * 2 > self.capacity()
+        self.get(Counter::OccupiedSlots)
+            .saturating_add(1)
+            .saturating_mul(2)
+            > self.capacity()
     }
 
     /// Every live, undamaged slot: (slot number, tag, location).

@@ -46,6 +46,10 @@ pub enum StoreError {
     ValueTooLarge(usize),
     #[error("the cache index {0} is read-only; this process cannot write to the cache")]
     ReadOnly(PathBuf),
+    #[error(
+        "the cache index {0} is full even after a rebuild; run `python -m turbodspy cache verify`"
+    )]
+    IndexFull(PathBuf),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -309,44 +313,48 @@ impl Store {
         record::encode(key, value, meta, record::ENCODING_TAGGED, &mut buf);
         self.locked(|st| {
             self.index_for_write(st)?;
-            let existing = {
-                let view = st.index.as_ref().and_then(MappedIndex::view).expect("index_for_write opened it");
-                let segments = &mut st.segments;
-                let mut same = false;
-                let slot = view.find(key, |loc| match read_record(segments, &self.dir, loc) {
-                    Some(Ok((k, v, _, _))) if k == key => {
-                        same = v == value;
-                        true
-                    }
-                    _ => false,
-                });
-                if same {
-                    return Ok(());
+            if view_of(st).needs_rebuild() {
+                self.rebuild(st, 0, &|_| true)?;
+            }
+            let State {
+                index, segments, ..
+            } = &mut *st;
+            let view = index
+                .as_ref()
+                .and_then(MappedIndex::view)
+                .expect("index open");
+            // An older record of this key: identical means nothing to do; different means it is
+            // removed once the new one is in place, so readers always find one or the other.
+            let mut same = false;
+            let old_slot = view.find(key, |loc| match read_record(segments, &self.dir, loc) {
+                Some(Ok((k, v, _, _))) if k == key => {
+                    same = v == value;
+                    true
                 }
-                if view.needs_rebuild() {
-                    None
-                } else {
-                    Some(slot.map(|s| s.0))
-                }
-            };
-            let old_slot = match existing {
-                Some(slot) => slot,
-                None => {
-                    let live = st.index.as_ref().and_then(MappedIndex::view).map_or(0, |v| v.get(Counter::LiveEntries));
-                    self.rebuild(st, index::capacity_for(live + 1), &|_| true)?;
-                    let view = st.index.as_ref().and_then(MappedIndex::view).expect("rebuilt");
-                    let segments = &mut st.segments;
-                    view.find(key, |loc| {
-                        matches!(read_record(segments, &self.dir, loc), Some(Ok((k, _, _, _))) if k == key)
-                    })
-                    .map(|s| s.0)
-                }
-            };
+                _ => false,
+            });
+            if same {
+                return Ok(());
+            }
+            let mut old_slot = old_slot.map(|(slot, _)| slot);
             let loc = self.append(st, &buf)?;
-            let view = st.index.as_ref().and_then(MappedIndex::view).expect("index open");
-            view.insert(key, loc).expect("table has room: rebuilt above half full");
+            if view_of(st).insert(key, loc).is_err() {
+                // Only if the counters were damaged: the table filled without asking for a rebuild.
+                self.rebuild(st, 0, &|_| true)?;
+                let State {
+                    index, segments, ..
+                } = &mut *st;
+                let view = index.as_ref().and_then(MappedIndex::view).expect("rebuilt");
+                old_slot = view
+                    .find(key, |loc| {
+                        matches!(read_record(segments, &self.dir, loc), Some(Ok((k, ..))) if k == key)
+                    })
+                    .map(|(slot, _)| slot);
+                view.insert(key, loc)
+                    .map_err(|_| StoreError::IndexFull(self.index_path()))?;
+            }
             if let Some(slot) = old_slot {
-                view.remove(slot);
+                view_of(st).remove(slot);
             }
             self.enforce_limit(st)
         })
@@ -402,10 +410,7 @@ impl Store {
             Some(m) => match m.view() {
                 Some(v) if !v.is_retired() => Ok(()),
                 // Retired but still at the path: a writer died between retiring it and the rename.
-                Some(v) => {
-                    let live = v.get(Counter::LiveEntries);
-                    self.rebuild(st, index::capacity_for(live), &|_| true)
-                }
+                Some(_) => self.rebuild(st, 0, &|_| true),
                 None => self.rebuild_from_segments(st).map(|_| ()),
             },
             None => self.rebuild_from_segments(st).map(|_| ()),
@@ -476,8 +481,8 @@ impl Store {
         })
     }
 
-    /// Writes a new index with `capacity` slots holding the current live entries `keep` accepts, then
-    /// swaps it in.
+    /// Writes a new index holding the current live entries `keep` accepts (at least `capacity` slots, and
+    /// room for them all), then swaps it in.
     fn rebuild(
         &self,
         st: &mut State,
@@ -486,6 +491,11 @@ impl Store {
     ) -> Result<()> {
         let old = st.index.take();
         let old_view = old.as_ref().and_then(MappedIndex::view);
+        // Counted, not read from the header: a damaged counter must not undersize the new table.
+        let live = old_view.as_ref().map_or(0, |v| {
+            v.live().filter(|(_, _, loc)| keep(*loc)).count() as u64
+        });
+        let capacity = capacity.max(index::capacity_for(live + 1));
         let new = self.write_index(capacity, |new| {
             if let Some(old) = &old_view {
                 for c in [
@@ -707,10 +717,7 @@ impl Store {
         }
         let active = view.get(Counter::ActiveSegment) as u32;
         let gone: Vec<u32> = dropped.iter().map(|d| d.0).collect();
-        let live = view.get(Counter::LiveEntries);
-        self.rebuild(st, index::capacity_for(live), &|loc| {
-            !gone.contains(&loc.segment)
-        })?;
+        self.rebuild(st, 0, &|loc| !gone.contains(&loc.segment))?;
         let view = st
             .index
             .as_ref()
@@ -821,6 +828,14 @@ impl Store {
         }
         Ok(keys)
     }
+}
+
+/// The mapped index of a state that has one (callers hold the write lock and opened it).
+fn view_of(st: &State) -> Index<'_> {
+    st.index
+        .as_ref()
+        .and_then(MappedIndex::view)
+        .expect("index open")
 }
 
 type Decoded<'a> = (&'a [u8; KEY_LEN], &'a [u8], RecordMeta, u32);
