@@ -450,7 +450,7 @@ impl Store {
             && len > segment::SEGMENT_HEADER_LEN as u64;
         if writer_active.is_none() || full {
             active = (view.get(Counter::NextSegment) as u32)
-                .max(active + 1)
+                .max(active.saturating_add(1))
                 .max(1);
             view.set(Counter::NextSegment, u64::from(active) + 1);
             let file = open_segment(&self.dir, active, true)?.expect("created");
@@ -695,20 +695,34 @@ impl Store {
             .and_then(MappedIndex::view)
             .expect("index open");
         let index_bytes = index::file_len(view.capacity());
-        let total = view.get(Counter::DataBytes) + index_bytes;
+        if view.get(Counter::DataBytes).saturating_add(index_bytes) <= self.size_limit {
+            return Ok(());
+        }
+        // Over the limit by the counter: measure the files before deleting anything, so a damaged counter
+        // cannot empty the store.
+        let ids = self.segment_ids()?;
+        let sizes: Vec<(u32, u64)> = ids
+            .iter()
+            .map(|&id| {
+                (
+                    id,
+                    fs::metadata(segment::path(&self.dir, id)).map_or(0, |m| m.len()),
+                )
+            })
+            .collect();
+        let data_bytes: u64 = sizes.iter().map(|s| s.1).sum();
+        view.set(Counter::DataBytes, data_bytes);
+        let total = data_bytes + index_bytes;
         if total <= self.size_limit {
             return Ok(());
         }
         let target = self.size_limit / 10 * 9;
         let mut remaining = total;
         let mut dropped = vec![];
-        for id in self.segment_ids()? {
+        for (id, size) in sizes {
             if remaining <= target {
                 break;
             }
-            let size = fs::metadata(segment::path(&self.dir, id))
-                .map(|m| m.len())
-                .unwrap_or(0);
             dropped.push((id, size));
             remaining = remaining.saturating_sub(size);
         }
