@@ -77,7 +77,8 @@ fn a_new_value_replaces_the_old_one() {
 fn the_index_grows_past_its_first_capacity() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::new(dir.path(), 1 << 30);
-    let n = index::MIN_CAPACITY;
+    // Enough for every shard to grow past its first capacity twice.
+    let n = 30_000;
     for i in 0..n {
         store.put(&key(i), &value(i, 8), meta(1)).unwrap();
     }
@@ -135,7 +136,7 @@ fn a_lost_or_damaged_index_is_rebuilt_from_the_segments() {
         store.put(&key(i), &value(i, 30), meta(1)).unwrap();
     }
     drop(store);
-    let path = dir.path().join(INDEX_FILE);
+    let path = dir.path().join(shard_file(shard_of(&key(5))));
     let mut bytes = fs::read(&path).unwrap();
     bytes[20] ^= 0xff;
     fs::write(&path, bytes).unwrap();
@@ -151,7 +152,9 @@ fn a_lost_or_damaged_index_is_rebuilt_from_the_segments() {
         store.get(&key(5), false).unwrap().unwrap().value,
         value(5, 30)
     );
-    fs::remove_file(&path).unwrap();
+    for i in 0..SHARDS {
+        fs::remove_file(dir.path().join(shard_file(i))).unwrap();
+    }
     let store = Store::new(dir.path(), 1 << 30);
     store.put(&key(999), b"{}", meta(1)).unwrap();
     assert_eq!(store.stats().unwrap().entries, 201);
@@ -165,17 +168,19 @@ fn damaged_counters_in_the_index_header_cost_nothing() {
         store.put(&key(i), &value(i, 8), meta(1)).unwrap();
     }
     drop(store);
-    let path = dir.path().join(INDEX_FILE);
-    let mut bytes = fs::read(&path).unwrap();
-    for (word, v) in [
-        (Counter::LiveEntries, 0u64),
-        (Counter::OccupiedSlots, 0),
-        (Counter::DataBytes, 7),
-    ] {
-        let at = word as usize * 8;
-        bytes[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    for i in 0..SHARDS {
+        let path = dir.path().join(shard_file(i));
+        let mut bytes = fs::read(&path).unwrap();
+        for (word, v) in [
+            (Counter::LiveEntries, 0u64),
+            (Counter::OccupiedSlots, 0),
+            (Counter::DataBytes, 7),
+        ] {
+            let at = word as usize * 8;
+            bytes[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        fs::write(&path, bytes).unwrap();
     }
-    fs::write(&path, bytes).unwrap();
     let store = Store::new(dir.path(), 1 << 30);
     for i in 3000..20000 {
         store.put(&key(i), &value(i, 8), meta(1)).unwrap();
