@@ -69,6 +69,10 @@ CHAT_COMPLETIONS = {
         "[[ ## color ## ]]\nred\n[[ ## mood ## ]]\nit's fine\n[[ ## level ## ]]\n4",
         "[[ ## color ## ]]\nred\n[[ ## mood ## ]]\nHappy\n[[ ## level ## ]]\n1",
     ],
+    "constrained": [
+        "[[ ## score ## ]]\n11\n[[ ## label ## ]]\nok",
+        "[[ ## score ## ]]\n5\n[[ ## label ## ]]\nok",
+    ],
     "models-values": [
         '[[ ## address ## ]]\n{"street": "3 High St", "zip_code": 99999}\n'
         "[[ ## others ## ]]\n[]\n[[ ## note ## ]]\nnone",
@@ -178,3 +182,11 @@ def test_invalid_value_error_says_which_field() -> None:
         ChatAdapter().parse(sig, "[[ ## answer ## ]]\nseven")
     with pytest.raises(AdapterParseError, match="JSON object"):
         JSONAdapter().parse(sig, "nothing here")
+
+
+@pytest.mark.parametrize("not_a_signature", ["question -> answer", None, 42])
+def test_non_signature_is_a_clear_type_error(not_a_signature) -> None:
+    with pytest.raises(TypeError, match="Signature class"):
+        ChatAdapter().format(not_a_signature, [], {})
+    with pytest.raises(TypeError, match="Signature class"):
+        JSONAdapter().parse(not_a_signature, "{}")

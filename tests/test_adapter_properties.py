@@ -50,12 +50,12 @@ chat_text = one_line_text.filter(
 )
 
 
-def output_values(text_strategy, any_text=any_text):
+def output_values(text_strategy, any_text=any_text, infinity=True):
     return st.fixed_dictionaries(
         {
             "text": text_strategy,
             "number": st.integers(),
-            "ratio": st.floats(allow_nan=False),
+            "ratio": st.floats(allow_nan=False, allow_infinity=infinity),
             "flag": st.booleans(),
             "words": st.lists(any_text, max_size=4),
             "counts": st.dictionaries(any_text, st.integers(), max_size=4),
@@ -75,7 +75,7 @@ def test_chat_assistant_message_parses_back_to_the_same_values(values: dict) -> 
 
 
 @SETTINGS
-@given(values=output_values(any_text))
+@given(values=output_values(any_text, infinity=False))  # JSON has no infinity: DSPy writes null
 def test_json_assistant_message_parses_back_to_the_same_values(values: dict) -> None:
     adapter = JSONAdapter()
     content = adapter.format_assistant_message_content(OURS_SIG, values)

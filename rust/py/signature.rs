@@ -1,7 +1,8 @@
 //! `parse_signature(text)`: a signature string -> its fields, with type expressions as small tuple trees.
 //!
 //! One call per signature string. Each field comes back as
-//! `(name, prefix | None, type_text | None, type_tree | None, name_position)`, inputs and outputs apart.
+//! `(name, "Prefix:" | None, type_text | None, type_tree | None, name_position)`, inputs and outputs apart,
+//! followed by the distinct names the types mention and DSPy's default instructions for the fields.
 //! Type trees are tuples whose first item is a tag (see `_core.pyi`); positions are character offsets.
 
 use crate::signature::{
@@ -31,11 +32,18 @@ const FLOAT: u8 = 7;
 const CALL: u8 = 8;
 
 type Fields<'py> = Bound<'py, PyTuple>;
+type Parsed<'py> = (Fields<'py>, Fields<'py>, Bound<'py, PyTuple>, String);
 
 #[pyfunction]
-pub fn parse_signature<'py>(py: Python<'py>, text: &str) -> PyResult<(Fields<'py>, Fields<'py>)> {
+pub fn parse_signature<'py>(py: Python<'py>, text: &str) -> PyResult<Parsed<'py>> {
     let parsed = parse(text).map_err(|e| to_py_err(py, text, &e.to_string(), e.position()))?;
-    Ok((fields(py, &parsed.inputs)?, fields(py, &parsed.outputs)?))
+    let names = PyTuple::new(py, parsed.type_names())?;
+    Ok((
+        fields(py, &parsed.inputs)?,
+        fields(py, &parsed.outputs)?,
+        names,
+        parsed.default_instructions(),
+    ))
 }
 
 /// Builds the exception the Python layer raises for errors it finds itself (an unknown type name).
@@ -76,7 +84,7 @@ fn fields<'py>(py: Python<'py>, specs: &[FieldSpec]) -> PyResult<Bound<'py, PyTu
             };
             (
                 f.name.as_str(),
-                infer_prefix(&f.name),
+                infer_prefix(&f.name).map(|p| p + ":"),
                 text,
                 tree,
                 f.position,

@@ -36,6 +36,8 @@ pub struct FieldArg {
 struct Field {
     name: Py<PyString>,
     blob_lists: bool,
+    /// JSONAdapter writes outputs inside one JSON object, where pydantic turns NaN and infinity into null.
+    in_json_object: bool,
     format_value: Py<PyAny>,
 }
 
@@ -85,6 +87,7 @@ impl Template {
                         name: PyString::new(py, &a.name).unbind(),
                         // JSONAdapter writes outputs as one JSON object, where a list stays a list.
                         blob_lists: a.is_str && !(is_output && style == Style::Json),
+                        in_json_object: is_output && style == Style::Json,
                         format_value: a.format_value,
                     });
                     FieldSpec {
@@ -345,7 +348,7 @@ impl Template {
             }
             return Ok(Value::StrList(items));
         }
-        self.to_value(value, 0, false)
+        self.to_value(value, usize::from(field.in_json_object), false)
     }
 
     /// `serialize_for_json(value)` as a `Value`; `serialized` marks output of Python's serializer.

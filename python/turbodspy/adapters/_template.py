@@ -31,8 +31,8 @@ def template_for(signature: type, style: str) -> Template:
     """The compiled template of `signature` for 'chat' or 'json', compiled on first use."""
     try:
         return _templates[signature][style]
-    except KeyError:
-        pass
+    except (KeyError, TypeError):  # TypeError: not weak-referenceable, so certainly not a signature class
+        _check_signature(signature)
     template = _compile(signature, style)
     _templates.setdefault(signature, {})[style] = template
     return template
@@ -71,11 +71,19 @@ def parse_plan_for(signature: type) -> ParsePlan:
     """The parse plan of `signature`, built on first use."""
     try:
         return _templates[signature]["parse"]
-    except KeyError:
-        pass
+    except (KeyError, TypeError):
+        _check_signature(signature)
     plan = ParsePlan(signature)
     _templates.setdefault(signature, {})["parse"] = plan
     return plan
+
+
+def _check_signature(signature: Any) -> None:
+    if not (isinstance(signature, type) and hasattr(signature, "input_fields") and hasattr(signature, "output_fields")):
+        raise TypeError(
+            f"Adapters take a Signature class, got {signature!r} ({type(signature).__name__}); "
+            "build one with dspy.Signature('question -> answer') or dspy.ensure_signature(...)."
+        )
 
 
 def history_field_name(signature: type) -> str | None:

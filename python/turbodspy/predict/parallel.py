@@ -69,7 +69,7 @@ class Parallel:
             return results
         for index in executor.failed_indices:
             _, example = exec_pairs[index]
-            self.failed_examples.append(example)
+            self.failed_examples.append(example.inputs() if isinstance(example, Example) else example)
             self.exceptions.append(executor.exceptions_map[index])
         return results, self.failed_examples, self.exceptions
 
@@ -79,7 +79,7 @@ class Parallel:
     def _process_pair(self, pair: tuple[Any, Any]) -> Any:
         module, example = pair
         if isinstance(example, Example):
-            return module(**example.inputs()) if self.access_examples else module(example)
+            return module(**_input_kwargs(example)) if self.access_examples else module(example)
         if isinstance(example, dict):
             return module(**example)
         if isinstance(example, list) and isinstance(module, Parallel):
@@ -96,12 +96,20 @@ class Parallel:
         if acall is None:
             raise TypeError(f"{type(module).__name__} has no `acall`; run it with `num_threads=...` instead.")
         if isinstance(example, Example):
-            return await (acall(**example.inputs()) if self.access_examples else acall(example))
+            return await (acall(**_input_kwargs(example)) if self.access_examples else acall(example))
         if isinstance(example, dict):
             return await acall(**example)
         if isinstance(example, tuple):
             return await acall(*example)
         raise ValueError(f"Invalid example type: {type(example)}, only supported types are Example, dict and tuple")
+
+
+def _input_kwargs(example: Example) -> dict[str, Any]:
+    """`dict(**example.inputs())` without building the intermediate Example (internal `dspy_*` fields left out)."""
+    keys = example._input_keys
+    if keys is None:
+        example.inputs()  # raises the ValueError that says to call `with_inputs`
+    return {k: v for k, v in example._store.items() if k in keys and not k.startswith("dspy_")}
 
 
 def _has_async_path(module: Any, example: Any) -> bool:

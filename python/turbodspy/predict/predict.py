@@ -13,6 +13,7 @@ import random
 import types
 from typing import Any, Literal, Union, get_args, get_origin
 
+from turbodspy.clients.base_lm import BaseLM
 from turbodspy.predict.parameter import Parameter
 from turbodspy.primitives.module import Module
 from turbodspy.primitives.prediction import Prediction
@@ -96,8 +97,6 @@ class Predict(Module, Parameter):
 
     def load_state(self, state: dict[str, Any], *, allow_unsafe_lm_state: bool = False) -> Predict:
         """Restore demos, signature texts and LM from `dump_state()`; endpoint keys only when trusted."""
-        from turbodspy.clients.base_lm import BaseLM
-
         if "extended_signature" in state:
             raise NotImplementedError("Loading extended_signature is no longer supported in DSPy 2.6+")
         signature = self.signature.load_state(state["signature"])
@@ -127,7 +126,11 @@ class Predict(Module, Parameter):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if args:
             raise ValueError(self._positional_args_error())
-        return super().__call__(**kwargs)
+        # Module.__call__, inlined: this is the hottest path of a cached batch run.
+        config = current()
+        if config["callbacks"] or self.callbacks:
+            return self._call_observed(**kwargs)
+        return self._run(config, (), kwargs)
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         if args:
@@ -135,8 +138,6 @@ class Predict(Module, Parameter):
         return await super().acall(**kwargs)
 
     def _forward_preprocess(self, **kwargs: Any) -> tuple[Any, dict[str, Any], Any, list[Any], dict[str, Any]]:
-        from turbodspy.clients.base_lm import BaseLM
-
         if "new_signature" in kwargs:
             raise ValueError("new_signature is no longer a valid keyword argument; pass `signature=` instead.")
         signature = kwargs.pop("signature", None)
@@ -215,10 +216,12 @@ class Predict(Module, Parameter):
         pred = Prediction.from_completions(completions, signature=signature)
         settings = current()
         trace = settings["trace"]
-        if kwargs.pop("_trace", True) and trace is not None and settings["max_trace_size"] > 0:
-            if len(trace) >= settings["max_trace_size"]:
-                trace.pop(0)
-            trace.append((self, {**kwargs}, pred))
+        max_size = settings["max_trace_size"]
+        if kwargs.pop("_trace", True) and trace is not None and max_size > 0:
+            if len(trace) >= max_size:
+                # Drop the oldest tenth at once: popping one entry per call would cost O(max_size) every call.
+                del trace[: len(trace) - max_size + 1 + max_size // 10]
+            trace.append((self, kwargs, pred))
         return pred
 
     def forward(self, **kwargs: Any) -> Prediction:

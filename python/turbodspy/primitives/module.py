@@ -13,7 +13,7 @@ from turbodspy.clients.history import CallHistory, pretty_print_history
 from turbodspy.primitives.base_module import BaseModule
 from turbodspy.primitives.example import Example
 from turbodspy.primitives.prediction import Prediction
-from turbodspy.settings import current, settings
+from turbodspy.settings import _overrides, current
 from turbodspy.utils.callback import with_callbacks
 from turbodspy.utils.usage_tracker import track_usage
 
@@ -60,27 +60,51 @@ class Module(BaseModule, metaclass=ProgramMeta):
         self.__dict__.setdefault("history", CallHistory())
         self.__dict__.setdefault("callbacks", [])
 
-    @with_callbacks
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         config = current()
-        with settings.context(caller_modules=[*(config["caller_modules"] or ()), self]):
+        if config["callbacks"] or self.callbacks:
+            return self._call_observed(*args, **kwargs)
+        return self._run(config, args, kwargs)
+
+    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+        config = current()
+        if config["callbacks"] or self.callbacks:
+            return await self._acall_observed(*args, **kwargs)
+        return await self._arun(config, args, kwargs)
+
+    # Callbacks see these (on_module_start/end); calls without callbacks skip the wrapper entirely.
+    @with_callbacks
+    def _call_observed(self, *args: Any, **kwargs: Any) -> Any:
+        return self._run(current(), args, kwargs)
+
+    @with_callbacks
+    async def _acall_observed(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._arun(current(), args, kwargs)
+
+    def _run(self, config: dict[str, Any], args: tuple, kwargs: dict[str, Any]) -> Any:
+        # What `settings.context(caller_modules=[..., self])` does, without a generator per call.
+        token = _overrides.set({**config, "caller_modules": [*(config["caller_modules"] or ()), self]})
+        try:
             if config["track_usage"] and config["usage_tracker"] is None:
                 with track_usage() as tracker:
                     output = self.forward(*args, **kwargs)
                 self._set_lm_usage(tracker.get_total_tokens(), output)
                 return output
             return self.forward(*args, **kwargs)
+        finally:
+            _overrides.reset(token)
 
-    @with_callbacks
-    async def acall(self, *args: Any, **kwargs: Any) -> Any:
-        config = current()
-        with settings.context(caller_modules=[*(config["caller_modules"] or ()), self]):
+    async def _arun(self, config: dict[str, Any], args: tuple, kwargs: dict[str, Any]) -> Any:
+        token = _overrides.set({**config, "caller_modules": [*(config["caller_modules"] or ()), self]})
+        try:
             if config["track_usage"] and config["usage_tracker"] is None:
                 with track_usage() as tracker:
                     output = await self.aforward(*args, **kwargs)
                 self._set_lm_usage(tracker.get_total_tokens(), output)
                 return output
             return await self.aforward(*args, **kwargs)
+        finally:
+            _overrides.reset(token)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define `forward(...)` to be called.")
@@ -163,7 +187,11 @@ class Module(BaseModule, metaclass=ProgramMeta):
         """
         from turbodspy.predict.parallel import Parallel
 
-        pairs = [(self, ex.inputs() if isinstance(ex, Example) else ex) for ex in examples]
+        for ex in examples:
+            if isinstance(ex, Example) and ex._input_keys is None:
+                ex.inputs()  # raises the ValueError that says to call `with_inputs`
+        # Examples go in whole: Parallel passes only their inputs to the program.
+        pairs = [(self, ex) for ex in examples]
         parallel = Parallel(
             num_threads=num_threads,
             max_errors=max_errors,

@@ -10,7 +10,9 @@ raises `BatchCancelledError`. There is no global timeout: a slow item is waited 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
+import itertools
 import logging
 import sys
 import threading
@@ -27,6 +29,22 @@ logger = logging.getLogger(__name__)
 DEFAULT_ASYNC_CONCURRENCY = 32
 
 _UNSET: Any = object()
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def background_loop() -> asyncio.AbstractEventLoop:
+    """The process's background event loop (started on first use, on a daemon thread) for async batch runs."""
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="turbodspy-event-loop", daemon=True)
+            thread.start()
+            _loop = loop
+        return _loop
 
 
 class BatchCancelledError(DSPyError):
@@ -162,15 +180,16 @@ class ParallelExecutor:
         results: list[Any] = [_UNSET] * len(data)
         parent = contextvars.copy_context()
         progress = _Progress(len(data), self.disable_progress_bar, self.compare_results)
-        progress_lock = threading.Lock()
-        next_index = iter(range(len(data)))
-        index_lock = threading.Lock()
+        # Taking the next index needs no lock: `next()` on itertools.count is atomic under the GIL. With the
+        # progress bar off, finishing an item takes no lock either, so cached items run without lock convoys.
+        counter = itertools.count()
+        total = len(data)
+        progress_lock = threading.Lock() if not self.disable_progress_bar else None
 
         def run_items() -> None:
             while not self.cancel_jobs.is_set():
-                with index_lock:
-                    index = next(next_index, None)
-                if index is None:
+                index = next(counter)
+                if index >= total:
                     return
                 if self.rate_limiter is not None:
                     self.rate_limiter.wait()
@@ -183,6 +202,8 @@ class ParallelExecutor:
                 except Exception as e:
                     error = e
                 self._record(results, index, item, outcome, error)
+                if progress_lock is None:
+                    continue
                 with progress_lock:
                     progress.advance(error if error is not None else outcome)
 
@@ -213,28 +234,25 @@ class ParallelExecutor:
     def execute_async(
         self, afunction: Callable[[Any], Awaitable[Any]], data: Sequence[Any], concurrency: int | None = None
     ) -> list[Any]:
-        """Run `await afunction(item)` over `data` with `concurrency` in flight, from synchronous code."""
-        coro_factory = lambda: self.aexecute(afunction, data, concurrency)  # noqa: E731
+        """Run `await afunction(item)` over `data` with `concurrency` in flight, from synchronous code.
+
+        The work runs on turbodspy's background event loop, which lives as long as the process, so async HTTP
+        clients (LiteLLM's) and their connections are reused from one batch to the next.
+        """
+        # The handle scheduling the coroutine copies this thread's context, so the caller's settings apply.
+        future = asyncio.run_coroutine_threadsafe(self.aexecute(afunction, data, concurrency), background_loop())
         try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(coro_factory())
-        # Called from inside a running loop (a notebook, an async app): run ours on a helper thread.
-        box: dict[str, Any] = {}
-        ctx = contextvars.copy_context()
-
-        def runner() -> None:
-            try:
-                box["result"] = ctx.run(asyncio.run, coro_factory())
-            except BaseException as e:
-                box["error"] = e
-
-        thread = threading.Thread(target=runner, name="turbodspy-batch-loop", daemon=True)
-        thread.start()
-        thread.join()
-        if "error" in box:
-            raise box["error"]
-        return box["result"]
+            while True:
+                try:
+                    # A timed wait keeps the calling thread responsive to Ctrl-C.
+                    return future.result(timeout=0.25)
+                except concurrent.futures.TimeoutError:
+                    continue
+        except KeyboardInterrupt:
+            self.cancel_jobs.set()
+            future.cancel()
+            logger.warning("SIGINT received. Cancelling.")
+            raise
 
     async def aexecute(
         self, afunction: Callable[[Any], Awaitable[Any]], data: Sequence[Any], concurrency: int | None = None

@@ -20,7 +20,7 @@ class Prediction(Example):
         d = self.__dict__
         del d["_demos"]
         del d["_input_keys"]
-        d["_completions"] = None
+        d["_choices"] = None
         d["_lm_usage"] = None
 
     def get_lm_usage(self) -> dict[str, dict[str, Any]] | None:
@@ -33,11 +33,27 @@ class Prediction(Example):
     @classmethod
     def from_completions(cls, list_or_dict: list[dict[str, Any]] | dict[str, list[Any]], signature: Any = None):
         """A prediction whose fields are the first completion's, keeping all of them in `.completions`."""
-        obj = cls()
-        completions = Completions(list_or_dict, signature=signature)
-        obj.__dict__["_completions"] = completions
-        obj.__dict__["_store"] = {k: v[0] for k, v in completions.items()}
+        obj = cls.__new__(cls)
+        # What `cls()` sets up, written directly: this runs once per module call. One plain choice (the common
+        # case) is kept as is and becomes a `Completions` only when someone reads `.completions`.
+        if isinstance(list_or_dict, list) and len(list_or_dict) == 1 and isinstance(list_or_dict[0], dict):
+            store, choices = dict(list_or_dict[0]), (list_or_dict[0], signature)
+        else:
+            choices = Completions(list_or_dict, signature=signature)
+            store = {k: v[0] for k, v in choices._completions.items()}
+        obj.__dict__.update(_store=store, _choices=choices, _lm_usage=None)
         return obj
+
+    @property
+    def _completions(self) -> Completions | None:
+        choices = self.__dict__.get("_choices")
+        if isinstance(choices, tuple):
+            choices = self.__dict__["_choices"] = Completions([choices[0]], signature=choices[1])
+        return choices
+
+    @_completions.setter
+    def _completions(self, value: Completions | None) -> None:
+        self.__dict__["_choices"] = value
 
     @property
     def completions(self) -> Completions | None:
@@ -97,6 +113,10 @@ class Completions:
 
     def __init__(self, list_or_dict: list[dict[str, Any]] | dict[str, list[Any]], signature: Any = None) -> None:
         self.signature = signature
+        if isinstance(list_or_dict, list) and len(list_or_dict) == 1:
+            # One choice (the common case): nothing to check.
+            self._completions: dict[str, list[Any]] = {k: [v] for k, v in list_or_dict[0].items()}
+            return
         if isinstance(list_or_dict, list):
             by_field: dict[str, list[Any]] = {}
             for choice in list_or_dict:
@@ -104,8 +124,8 @@ class Completions:
                     by_field.setdefault(k, []).append(v)
         else:
             by_field = list_or_dict
-        if not all(isinstance(v, list) for v in by_field.values()):
-            raise ValueError("Completions need a list of values for every field.")
+            if not all(isinstance(v, list) for v in by_field.values()):
+                raise ValueError("Completions need a list of values for every field.")
         if by_field:
             length = len(next(iter(by_field.values())))
             if not all(len(v) == length for v in by_field.values()):

@@ -8,11 +8,13 @@ cached by their text.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import importlib
 import logging
 import sys
 import types
 import typing
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -32,7 +34,7 @@ _BUILTIN_NAMES = builtins.__dict__
 _MAX_FRAMES = 100
 
 # Text of a type expression -> its type, for expressions whose names all come from fixed namespaces.
-_static_types: dict[str, Any] = {}
+_static_types: OrderedDict[str, Any] = OrderedDict()
 _STATIC_TYPES_LIMIT = 4096
 
 _logger = logging.getLogger("turbodspy")
@@ -58,28 +60,6 @@ class _Names:
         if name in self.imported:
             return True, self.imported[name]
         return False, None
-
-
-def names_in(tree: tuple) -> Iterable[str]:
-    """Every bare name a type tree refers to (the heads of dotted names included)."""
-    tag = tree[0]
-    if tag == NAME:
-        yield tree[1]
-    elif tag == ATTRIBUTE:
-        yield from names_in(tree[1])
-    elif tag == SUBSCRIPT:
-        yield from names_in(tree[1])
-        for arg in tree[2]:
-            yield from names_in(arg)
-    elif tag == UNION:
-        yield from names_in(tree[1])
-        yield from names_in(tree[2])
-    elif tag == TUPLE:
-        for item in tree[1]:
-            yield from names_in(item)
-    elif tag == CALL:
-        for _, value in tree[2]:
-            yield from names_in(value)
 
 
 def needs_caller(name: str) -> bool:
@@ -123,7 +103,7 @@ def resolve_type(signature: str, text: str, tree: tuple, custom: Mapping[str, An
     Raises `SignatureSyntaxError` naming the expression and its position when a name is unknown or the
     expression does not make a type.
     """
-    static = custom is None or not custom
+    static = not custom
     if static:
         cached = _static_types.get(text)
         if cached is not None:
@@ -132,7 +112,8 @@ def resolve_type(signature: str, text: str, tree: tuple, custom: Mapping[str, An
     value = _resolve(signature, tree, names)
     if static and not names.imported:
         if len(_static_types) >= _STATIC_TYPES_LIMIT:
-            _static_types.pop(next(iter(_static_types)))
+            with contextlib.suppress(KeyError):  # another thread emptied it first
+                _static_types.popitem(last=False)
         _static_types[text] = value
     return value
 
@@ -181,10 +162,11 @@ def _resolve(signature: str, node: tuple, names: _Names) -> Any:
         return tuple(_resolve(signature, item, names) for item in node[1])
     if tag == CONSTANT:
         return node[1]
-    if tag == INT:
-        return int(node[1], 0)
-    if tag == FLOAT:
-        return float(node[1])
+    if tag in (INT, FLOAT):
+        try:
+            return int(node[1], 0) if tag == INT else float(node[1])
+        except ValueError as exc:
+            raise signature_error(signature, f"{node[1]!r} is not a valid number: {exc}") from exc
     if tag == CALL:
         kwargs = {}
         for key, value in node[2]:

@@ -13,6 +13,7 @@ import re
 import sys
 import types
 import typing
+from collections import OrderedDict
 from copy import deepcopy
 from typing import Any
 
@@ -22,22 +23,35 @@ from pydantic.fields import FieldInfo
 from turbodspy._core import SignatureSyntaxError, parse_signature, signature_error
 from turbodspy.signatures import build
 from turbodspy.signatures.field import IS_TYPE_UNDEFINED, InputField, OutputField
-from turbodspy.signatures.resolve import current_frame, find_in_frames, names_in, needs_caller, resolve_type
+from turbodspy.signatures.resolve import _static_types, current_frame, find_in_frames, needs_caller, resolve_type
 
 _MODULE = __name__
 _FIELD_TYPE_CLASSES = (type, typing._GenericAlias, types.GenericAlias, typing._SpecialForm, types.UnionType)  # type: ignore[attr-defined]
 _MISSING = object()
 
 # Field names DSPy cannot build a signature with (they collide with the class's own API).
-_RESERVED = frozenset(
-    {"instructions", "signature", "fields", "input_fields", "output_fields", "model_config", "model_fields"}
-)
+_RESERVED = frozenset({"instructions", "signature", "fields", "input_fields", "output_fields", "model_config"})
 
-# signature string -> (inputs, outputs, names its types mention, the ones looked up in the caller's frames)
-_parsed: dict[str, tuple[tuple, tuple, tuple[str, ...], tuple[str, ...]]] = {}
-# (string, instructions, class name[, custom types used]) -> class
-_classes: dict[tuple, type] = {}
-_CACHE_LIMIT = 4096
+# signature string -> _parse's result, for strings whose classes depend on custom or caller types
+_parsed: OrderedDict[str, tuple[tuple, tuple, tuple[str, ...], tuple[str, ...]]] = OrderedDict()
+# names a signature's types mention -> those of them looked up in the caller's frames
+_free_names: OrderedDict[tuple[str, ...], tuple[str, ...]] = OrderedDict()
+# (string, instructions, class name[, custom types used]) -> class, least recently used first
+_classes: OrderedDict[tuple, type] = OrderedDict()
+# Type texts resolved from fixed namespaces whose types are valid field types that pydantic takes as is.
+_plain_static_types: OrderedDict[str, Any] = OrderedDict()
+_CACHE_LIMIT = 1024
+# Classes are kept for the strings a program repeats. Each cached class outlives the young generations of
+# Python's garbage collector, so a program that builds ever-new strings pays for every one kept: the bound
+# stays small.
+_CLASS_CACHE_LIMIT = 128
+
+
+def _evict_oldest(cache: OrderedDict) -> None:
+    try:
+        cache.popitem(last=False)
+    except KeyError:  # another thread emptied it first
+        pass
 
 
 def _default_instructions(inputs: Any, outputs: Any) -> str:
@@ -52,16 +66,11 @@ class SignatureMeta(type(BaseModel)):  # type: ignore[misc]
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         if cls is Signature:
             # `Signature("a -> b")` makes a new signature class rather than an instance.
-            if args and type(args[0]) is str and len(args) <= 2 and not kwargs:
-                return _from_string(args[0], args[1] if len(args) == 2 else None, "StringSignature", None, 1)
-            custom_types = kwargs.pop("custom_types", None)
-            if custom_types is None and args and isinstance(args[0], str):
-                instructions = args[1] if len(args) > 1 else kwargs.pop("instructions", None)
-                name = args[2] if len(args) > 2 else kwargs.pop("signature_name", "StringSignature")
-                if not kwargs:
-                    return _from_string(args[0], instructions, name, None, 1)
-                return make_signature(args[0], instructions, name, **kwargs)
-            return make_signature(*args, custom_types=custom_types, **kwargs)
+            if args and isinstance(args[0], str):
+                if len(args) <= 2 and not kwargs and type(args[0]) is str:
+                    return _from_string(args[0], args[1] if len(args) == 2 else None, "StringSignature", None, 1)
+                return _string_signature(*args, **kwargs)
+            return make_signature(*args, **kwargs)
         return super().__call__(*args, **kwargs)
 
     @staticmethod
@@ -71,7 +80,7 @@ class SignatureMeta(type(BaseModel)):  # type: ignore[misc]
             parsed = _parse(signature_str)
         except SignatureSyntaxError:
             return None
-        found = find_in_frames(parsed[3], current_frame(1)) if parsed[3] else {}
+        found = find_in_frames(parsed[4], current_frame(1)) if parsed[4] else {}
         return found or None
 
     def __new__(mcs, signature_name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any) -> type:
@@ -269,9 +278,9 @@ class Signature(BaseModel, metaclass=SignatureMeta):
         return copy
 
 
-if build.ENABLED:
-    build.install_deferred(Signature)
-_SHADOWED = frozenset(dir(Signature)) | frozenset(dir(SignatureMeta))
+build.install_deferred(Signature)
+# Names pydantic warns about (they shadow attributes of the base), plus the reserved ones.
+_SHADOWED = frozenset(dir(Signature)) | frozenset(dir(SignatureMeta)) | _RESERVED
 
 
 def ensure_signature(signature: str | type[Signature] | None, instructions: str | None = None) -> Any:
@@ -315,30 +324,57 @@ def make_signature(
         if not isinstance(field, FieldInfo):
             raise ValueError(f"Field values must be Field instances, but received: {field}.")
         fixed[name] = (type_, field)
+    fields = build.fields_from_dict(fixed, _SHADOWED) if build.ENABLED else None
+    if fields is None:
+        if instructions is None:
+            # Field roles are checked by building the class; the instructions then name its fields.
+            cls = _create(signature_name, "", fixed)
+            cls.__doc__ = _default_instructions(cls.input_fields, cls.output_fields)
+            return cls
+        return _create(signature_name, instructions, fixed)
     if instructions is None:
-        # Field roles are checked by building the class; the instructions then name its fields.
-        cls = _create(signature_name, "", fixed)
-        cls.__doc__ = _default_instructions(cls.input_fields, cls.output_fields)
-        return cls
-    return _create(signature_name, instructions, fixed)
+        roles = [(name, f.json_schema_extra["__dspy_field_type"]) for name, f in fields.items()]  # type: ignore[index]
+        instructions = _default_instructions(
+            [n for n, role in roles if role == "input"], [n for n, role in roles if role == "output"]
+        )
+    annotations = {name: type_ for name, (type_, _) in fixed.items()}
+    cls = build.fast_class(SignatureMeta, Signature, signature_name, _MODULE, instructions, fields, None, annotations)
+    # As SignatureMeta.__new__ completes every field.
+    for name, field in fields.items():
+        extra: dict[str, Any] = field.json_schema_extra  # type: ignore[assignment]
+        if "prefix" not in extra:
+            extra["prefix"] = infer_prefix(name) + ":"
+        if "desc" not in extra:
+            extra["desc"] = f"${{{name}}}"
+    return cls
 
 
 def _create(name: str, doc: str, fields: dict[str, tuple[Any, FieldInfo]]) -> Any:
     return create_model(name, __base__=Signature, __doc__=doc, __module__=_MODULE, **fields)  # type: ignore[call-overload]
 
 
-def _parse(signature: str) -> tuple[tuple, tuple, tuple[str, ...], tuple[str, ...]]:
+def _string_signature(
+    signature: str,
+    instructions: str | None = None,
+    signature_name: str = "StringSignature",
+    custom_types: dict[str, Any] | None = None,
+) -> Any:
+    # `Signature(...)` with a string: unknown type names are looked up in the caller's frames.
+    return _from_string(signature, instructions, signature_name, custom_types, 2 if custom_types is None else None)
+
+
+def _parse(signature: str) -> tuple[tuple, tuple, tuple[str, ...], str, tuple[str, ...]]:
+    """Inputs, outputs, type names, default instructions, and the names looked up in the caller's frames."""
     parsed = _parsed.get(signature)
     if parsed is None:
-        inputs, outputs = parse_signature(signature)
-        names: dict[str, None] = {}
-        for field in inputs + outputs:
-            if field[3] is not None:
-                names.update(dict.fromkeys(names_in(field[3])))
-        parsed = (inputs, outputs, tuple(names), tuple(n for n in names if needs_caller(n)))
-        if len(_parsed) >= _CACHE_LIMIT:
-            _parsed.pop(next(iter(_parsed)))
-        _parsed[signature] = parsed
+        inputs, outputs, names, default = parse_signature(signature)
+        free = _free_names.get(names)
+        if free is None:
+            free = tuple(n for n in names if needs_caller(n))
+            if len(_free_names) >= _CACHE_LIMIT:
+                _evict_oldest(_free_names)
+            _free_names[names] = free
+        parsed = (inputs, outputs, names, default, free)
     return parsed
 
 
@@ -346,83 +382,129 @@ def _from_string(
     signature: str, instructions: str | None, name: str, custom_types: dict[str, Any] | None, caller: int | None
 ) -> Any:
     """The class for a signature string; `caller` is how many frames up to look for unknown type names."""
+    if custom_types is None:
+        # Strings whose types need nothing from the caller are cached under this short key only.
+        short = (signature, instructions, name)
+        try:
+            hit = _classes.get(short)
+        except TypeError:  # unhashable instructions: build without the cache
+            return _build(signature, _parse(signature), instructions, name, None, None)
+        if hit is not None:
+            try:  # least recently used goes first
+                _classes.move_to_end(short)
+            except KeyError:  # another thread evicted it meanwhile
+                pass
+            return hit
     parsed = _parse(signature)
     custom = custom_types
-    if custom is None and caller is not None and parsed[3]:
-        custom = find_in_frames(parsed[3], current_frame(caller + 1)) or None
-    try:
-        if custom:
-            key: tuple | None = (signature, instructions, name, tuple(custom.get(n, _MISSING) for n in parsed[2]))
-        else:
-            key = (signature, instructions, name)
-        hit = _classes.get(key)  # type: ignore[arg-type]
-    except TypeError:  # unhashable instructions or custom types: build without the cache
-        key, hit = None, None
-    if hit is not None:
-        return hit
-    cls = _build(signature, parsed, instructions, name, custom)
+    if custom is None and caller is not None and parsed[4]:
+        custom = find_in_frames(parsed[4], current_frame(caller + 1)) or None
+    if custom_types is None and not parsed[4]:
+        key: tuple | None = (signature, instructions, name)
+    else:
+        # The class depends on what each name resolves to: the key holds those objects.
+        custom_map = custom or {}
+        key = (signature, instructions, name, bool(custom), tuple(custom_map.get(n, _MISSING) for n in parsed[2]))
+        try:
+            hit = _classes.get(key)
+        except TypeError:  # unhashable custom types
+            key, hit = None, None
+        if hit is not None:
+            try:
+                _classes.move_to_end(key)
+            except KeyError:
+                pass
+            return hit
+        if signature not in _parsed:
+            if len(_parsed) >= _CACHE_LIMIT:
+                _evict_oldest(_parsed)
+            _parsed[signature] = parsed
+    cls = _build(signature, parsed, instructions, name, custom, key)
     if key is not None:
-        if len(_classes) >= _CACHE_LIMIT:
-            _classes.pop(next(iter(_classes)))
+        if len(_classes) >= _CLASS_CACHE_LIMIT:
+            _evict_oldest(_classes)
         _classes[key] = cls
-        type.__setattr__(cls, "__turbodspy_cache_key__", key)
     return cls
 
 
-def _build(signature: str, parsed: tuple, instructions: str | None, name: str, custom: dict[str, Any] | None) -> Any:
+def _build(
+    signature: str,
+    parsed: tuple,
+    instructions: str | None,
+    name: str,
+    custom: dict[str, Any] | None,
+    key: tuple | None,
+) -> Any:
+    """Builds the class for a parsed string: directly when every field is plain, else through pydantic."""
     inputs, outputs = parsed[0], parsed[1]
-    fast = build.ENABLED
-    annotations = []
-    for field in inputs + outputs:
-        field_name, _, text, tree, position = field
-        if field_name in _RESERVED:
-            raise signature_error(
-                signature,
-                f"field name {field_name!r} is reserved (it is part of the Signature API); rename it",
-                position,
-            )
-        if tree is None:
-            annotation = str
-        else:
-            annotation = resolve_type(signature, text, tree, custom)
-            if annotation is None:
-                annotation = str
-            elif not isinstance(annotation, _FIELD_TYPE_CLASSES):
-                raise signature_error(
-                    signature,
-                    f"Field types must be types, but received: {annotation} of type {type(annotation)}",
-                    position,
-                )
-            fast = fast and build.plain_annotation(annotation)
-        fast = fast and field_name not in _SHADOWED
-        annotations.append(annotation)
     if instructions is None:
-        instructions = _default_instructions([f[0] for f in inputs], [f[0] for f in outputs])
-    n_inputs = len(inputs)
-    if fast:
-        fields: dict[str, FieldInfo] = {}
-        for i, field in enumerate(inputs + outputs):
-            field_name, prefix = field[0], field[1]
+        instructions = parsed[3]
+    fast = build.ENABLED
+    model_field = build.model_field
+    plain = build.plain_annotation
+    static_types = _static_types
+    plain_static = _plain_static_types
+    fields: dict[str, Any] = {}
+    annotations: list[Any] = []
+    for role, group in (("input", inputs), ("output", outputs)):
+        for field_name, prefix, text, tree, position in group:
+            if field_name in _SHADOWED:
+                if field_name in _RESERVED:
+                    raise signature_error(
+                        signature,
+                        f"field name {field_name!r} is reserved (it is part of the Signature API); rename it",
+                        position,
+                    )
+                fast = False
+            if tree is None:
+                annotation: Any = str
+            elif custom is None and (annotation := plain_static.get(text)) is not None:
+                pass  # resolved, checked and plain before: nothing more to do
+            else:
+                # Types named only from builtins and typing are cached by their text.
+                annotation = static_types.get(text) if custom is None else None
+                if annotation is None:
+                    annotation = resolve_type(signature, text, tree, custom)
+                if annotation is None:
+                    annotation = str
+                elif not isinstance(annotation, _FIELD_TYPE_CLASSES):
+                    raise signature_error(
+                        signature,
+                        f"Field types must be types, but received: {annotation} of type {type(annotation)}",
+                        position,
+                    )
+                elif not plain(annotation):
+                    fast = False
+                elif custom is None and text in static_types:
+                    if len(plain_static) >= _CACHE_LIMIT:
+                        _evict_oldest(plain_static)
+                    plain_static[text] = annotation
+            annotations.append(annotation)
+            if not fast:
+                continue
             if prefix is None:
-                prefix = infer_prefix(field_name)
-            if i < n_inputs:
+                prefix = infer_prefix(field_name) + ":"
+            if role == "input":
                 extra = {
-                    IS_TYPE_UNDEFINED: field[3] is None,
+                    IS_TYPE_UNDEFINED: tree is None,
                     "__dspy_field_type": "input",
-                    "prefix": prefix + ":",
+                    "prefix": prefix,
                     "desc": f"${{{field_name}}}",
                 }
             else:
-                extra = {"__dspy_field_type": "output", "prefix": prefix + ":", "desc": f"${{{field_name}}}"}
-            fields[field_name] = build.model_field(annotations[i], extra)
-        return build.fast_class(SignatureMeta, Signature, name, _MODULE, instructions, fields)
+                extra = {"__dspy_field_type": "output", "prefix": prefix, "desc": f"${{{field_name}}}"}
+            fields[field_name] = model_field(annotation, extra)
+    if fast:
+        return build.fast_class(SignatureMeta, Signature, name, _MODULE, instructions, fields, key)
     fixed: dict[str, tuple[Any, FieldInfo]] = {}
-    for i, field in enumerate(inputs + outputs):
-        if i < n_inputs:
-            fixed[field[0]] = (annotations[i], InputField(IS_TYPE_UNDEFINED=field[3] is None))
-        else:
-            fixed[field[0]] = (annotations[i], OutputField())
-    return _create(name, instructions, fixed)
+    for field, annotation in zip(inputs, annotations, strict=False):
+        fixed[field[0]] = (annotation, InputField(IS_TYPE_UNDEFINED=field[3] is None))
+    for field, annotation in zip(outputs, annotations[len(inputs) :], strict=True):
+        fixed[field[0]] = (annotation, OutputField())
+    cls = _create(name, instructions, fixed)
+    if key is not None:
+        type.__setattr__(cls, "__turbodspy_cache_key__", key)
+    return cls
 
 
 def infer_prefix(attribute_name: str) -> str:

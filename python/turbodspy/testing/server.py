@@ -22,7 +22,16 @@ from types import TracebackType
 from typing import Any
 
 from turbodspy.testing import wire
-from turbodspy.testing.answers import Reply, arguments_for, compose, count_tokens, reasoning_for, truncate_tokens
+from turbodspy.testing.answers import (
+    Message,
+    Reply,
+    arguments_for,
+    compose,
+    count_tokens,
+    embedding_of,
+    reasoning_for,
+    truncate_tokens,
+)
 
 ScriptEntry = str | Reply
 ScriptFunction = Callable[..., "str | Reply | None"]
@@ -43,6 +52,8 @@ _FAULT_ALIASES = {
 }
 
 _GENERATION_ROUTES = (
+    ("/embeddings", wire.API_EMBEDDINGS),
+    ("/api/embed", wire.API_EMBEDDINGS),
     ("/chat/completions", wire.API_CHAT),
     ("/completions", wire.API_COMPLETIONS),
     ("/responses", wire.API_RESPONSES),
@@ -50,6 +61,10 @@ _GENERATION_ROUTES = (
     ("/api/chat", wire.API_OLLAMA_CHAT),
     ("/api/generate", wire.API_OLLAMA_GENERATE),
 )
+
+
+def _generation_api(path: str) -> str | None:
+    return next((api for suffix, api in _GENERATION_ROUTES if path.endswith(suffix)), None)
 
 
 class Headers(Mapping[str, str]):
@@ -135,6 +150,7 @@ class LocalLLMServer:
         self._requested_port = port
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
+        self._generation = 0
         self._faults: deque[_Fault] = deque()
         self._script: deque[ScriptEntry] = deque()
         self._script_fn: ScriptFunction | None = None
@@ -227,6 +243,11 @@ class LocalLLMServer:
                 raise LookupError("the local LLM server has received no request yet")
             return self._requests[-1]
 
+    @property
+    def model_requests(self) -> list[RecordedRequest]:
+        """The recorded requests that asked for a completion or embedding (not model listings or info)."""
+        return [r for r in self.requests if r.method == "POST" and _generation_api(r.path) is not None]
+
     def clear(self) -> None:
         """Forget the recorded requests."""
         with self._lock:
@@ -235,6 +256,7 @@ class LocalLLMServer:
     def reset(self) -> None:
         """Forget requests, pending faults and scripted answers; restore the constructor's settings."""
         with self._lock:
+            self._generation += 1
             self._requests.clear()
             self._faults.clear()
             self._script.clear()
@@ -298,9 +320,15 @@ class LocalLLMServer:
 
     # Used by the handler
 
-    def _record(self, request: RecordedRequest) -> None:
+    def _record(self, request: RecordedRequest) -> int:
+        """Store a request; returns the current reset generation, so stale requests can be told apart."""
         with self._lock:
             self._requests.append(request)
+            return self._generation
+
+    def _is_stale(self, generation: int) -> bool:
+        with self._lock:
+            return generation != self._generation
 
     def _take_fault(self) -> _Fault | None:
         with self._lock:
@@ -349,6 +377,8 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Answers go out in small writes; with Nagle's algorithm each keep-alive reply waits ~40 ms for an ACK.
+    disable_nagle_algorithm = True
     server_version = "turbodspy-local-llm/1"
     # Idle keep-alive connections end after this long; clients reconnect transparently.
     timeout = 300
@@ -356,6 +386,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Headers and body go out in separate writes; without this, Nagle's algorithm meets the client's
+        # delayed ACK and every response waits ~40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.track(self.connection, True)
 
     def finish(self) -> None:
@@ -415,19 +448,21 @@ class _Handler(BaseHTTPRequestHandler):
             request_id=self._request_id,
             timestamp=time.time(),
         )
-        owner._record(record)
+        self._generation = owner._record(record)
         self._api = wire.API_CHAT
 
         try:
-            for suffix, api in _GENERATION_ROUTES:
-                if path.endswith(suffix) and self.command == "POST":
-                    self._api = api
-                    if raw and body is None:
-                        self._error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
-                        return
+            api = _generation_api(path) if self.command == "POST" else None
+            if api is not None:
+                self._api = api
+                if raw and body is None:
+                    self._error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
+                elif api == wire.API_EMBEDDINGS:
+                    self._embed(owner, record)
+                else:
                     self._generate(owner, record, api)
-                    return
-            self._serve_info(owner, path)
+            else:
+                self._serve_info(owner, path)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
@@ -456,15 +491,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     # Generation
 
-    def _generate(self, owner: LocalLLMServer, record: RecordedRequest, api: str) -> None:
+    def _admit(self, owner: LocalLLMServer, record: RecordedRequest) -> bool:
+        """Apply latency, the API-key check and any injected fault; False when the request was answered."""
         if owner.latency > 0:
             time.sleep(owner.latency)
+        # A request still waiting when the server was reset belongs to a finished test: it is answered
+        # plainly and must not take the faults or scripted answers meant for the next one.
+        self._stale = owner._is_stale(self._generation)
         if owner.api_key is not None and not self._authorised(owner.api_key, record.headers):
             self._fault_response(_Fault("401", None, None), record)
-            return
-        fault = owner._take_fault()
+            return False
+        fault = None if self._stale else owner._take_fault()
         if fault is not None:
             self._fault_response(fault, record)
+            return False
+        return True
+
+    def _generate(self, owner: LocalLLMServer, record: RecordedRequest, api: str) -> None:
+        if not self._admit(owner, record):
             return
         try:
             ask = wire.parse(api, record.body)
@@ -489,6 +533,18 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(200, wire.render(ask, choices))
 
+    def _embed(self, owner: LocalLLMServer, record: RecordedRequest) -> None:
+        """Deterministic unit vectors, one per input text (OpenAI `/v1/embeddings`, Ollama `/api/embed`)."""
+        if not self._admit(owner, record):
+            return
+        try:
+            model, texts, dimensions = wire.parse_embedding(record.body)
+        except wire.BadRequest as exc:
+            self._error(400, str(exc), "invalid_request_error")
+            return
+        vectors = [embedding_of(text, dimensions) for text in texts]
+        self._json(200, wire.render_embeddings(record.path.endswith("/api/embed"), model, texts, vectors))
+
     @staticmethod
     def _authorised(expected: str, headers: Headers) -> bool:
         given = headers.get("x-api-key") or headers.get("api-key")
@@ -500,55 +556,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _choices(self, owner: LocalLLMServer, record: RecordedRequest, ask: wire.Ask) -> list[wire.Choice]:
         choices = []
         index = 0
-        for prompt_index, conversation in enumerate(ask.conversations):
+        for conversation in ask.conversations:
             for choice_index in range(ask.n):
-                scripted = owner._scripted(record, index)
+                scripted = None if self._stale else owner._scripted(record, index)
                 reply = Reply(text=scripted) if isinstance(scripted, str) else scripted or Reply()
-                choices.append(self._choice(ask, conversation, choice_index, prompt_index, reply))
+                choices.append(_build_choice(ask, conversation, choice_index, reply))
                 index += 1
         return choices
-
-    @staticmethod
-    def _choice(ask: wire.Ask, conversation: list, choice_index: int, prompt_index: int, reply: Reply) -> wire.Choice:
-        text = reply.text
-        tool_calls = [
-            {
-                "id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}",
-                "name": call["name"],
-                "arguments": call["arguments"],
-            }
-            for call in reply.tool_calls or []
-        ]
-        if text is None and not tool_calls and ask.forced_tool is not None:
-            arguments = arguments_for(ask.forced_tool["parameters"], conversation, choice_index)
-            tool_calls = [
-                {"id": f"call_{uuid.uuid4().hex[:24]}", "name": ask.forced_tool["name"], "arguments": arguments}
-            ]
-        elif text is None and not tool_calls:
-            text = compose(conversation, choice=choice_index, json_schema=ask.json_schema, json_mode=ask.json_mode)
-        reasoning = reply.reasoning_content
-        if reasoning is None and ask.thinking:
-            reasoning = reasoning_for(conversation, choice_index)
-        finish = "tool_calls" if tool_calls else "stop"
-        extra = dict(reply.extra)
-        if text is not None:
-            cut = min((text.find(s) for s in ask.stop if s and s in text), default=-1)
-            if cut >= 0:
-                extra.setdefault("stop_sequence", next(s for s in ask.stop if s and text.find(s) == cut))
-                text = text[:cut]
-            if ask.max_tokens is not None and count_tokens(text) > ask.max_tokens:
-                text = truncate_tokens(text, ask.max_tokens)
-                finish = "length"
-        if ask.api != wire.API_ANTHROPIC:
-            extra.pop("stop_sequence", None)
-        return wire.Choice(
-            text=text,
-            finish_reason=reply.finish_reason or finish,
-            reasoning=reasoning,
-            tool_calls=tool_calls,
-            extra=extra,
-            prompt_index=prompt_index,
-        )
 
     # Faults and errors
 
@@ -654,6 +668,41 @@ class _Handler(BaseHTTPRequestHandler):
         for piece in wire.render_stream(ask, choices):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
         self.wfile.write(b"0\r\n\r\n")
+
+
+def _build_choice(ask: wire.Ask, conversation: list[Message], choice_index: int, reply: Reply) -> wire.Choice:
+    """One completion: the scripted reply or the deterministic answer, cut by `stop` and `max_tokens`."""
+    text = reply.text
+    tool_calls = [
+        {"id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}", "name": call["name"], "arguments": call["arguments"]}
+        for call in reply.tool_calls or []
+    ]
+    if text is None and not tool_calls and ask.forced_tool is not None:
+        arguments = arguments_for(ask.forced_tool["parameters"], conversation, choice_index)
+        tool_calls = [{"id": f"call_{uuid.uuid4().hex[:24]}", "name": ask.forced_tool["name"], "arguments": arguments}]
+    elif text is None and not tool_calls:
+        text = compose(conversation, choice=choice_index, json_schema=ask.json_schema, json_mode=ask.json_mode)
+    reasoning = reply.reasoning_content
+    if reasoning is None and ask.thinking:
+        reasoning = reasoning_for(conversation, choice_index)
+    finish = "tool_calls" if tool_calls else "stop"
+    stop_sequence = None
+    if text is not None:
+        hits = [(text.find(s), s) for s in ask.stop if s and s in text]
+        if hits:
+            cut, stop_sequence = min(hits)
+            text = text[:cut]
+        if ask.max_tokens is not None and count_tokens(text) > ask.max_tokens:
+            text = truncate_tokens(text, ask.max_tokens)
+            finish, stop_sequence = "length", None
+    return wire.Choice(
+        text=text,
+        finish_reason=reply.finish_reason or finish,
+        reasoning=reasoning,
+        tool_calls=tool_calls,
+        extra=dict(reply.extra),
+        stop_sequence=stop_sequence,
+    )
 
 
 def _ollama_model(name: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ API_RESPONSES = "responses"
 API_ANTHROPIC = "anthropic"
 API_OLLAMA_CHAT = "ollama_chat"
 API_OLLAMA_GENERATE = "ollama_generate"
+API_EMBEDDINGS = "embeddings"
 
 
 class BadRequest(ValueError):
@@ -58,7 +59,8 @@ class Choice:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     """Normalised: `{"id": str, "name": str, "arguments": dict | str}`."""
     extra: dict[str, Any] = field(default_factory=dict)
-    prompt_index: int = 0
+    stop_sequence: str | None = None
+    """The `stop` string that ended the text, if one did."""
 
 
 def _text_of(content: Any) -> str:
@@ -463,8 +465,8 @@ def _anthropic_message(ask: Ask, choice: Choice, prompt_tokens: int, completion_
         "role": "assistant",
         "model": ask.model,
         "content": _anthropic_content(choice),
-        "stop_reason": "stop_sequence" if choice.extra.get("stop_sequence") else stop_reason,
-        "stop_sequence": choice.extra.get("stop_sequence"),
+        "stop_reason": "stop_sequence" if choice.stop_sequence else stop_reason,
+        "stop_sequence": choice.stop_sequence,
         "usage": {
             "input_tokens": prompt_tokens,
             "output_tokens": completion_tokens,
@@ -691,3 +693,28 @@ def error_body(api: str, status: int, message: str, kind: str, code: str | None)
     if api in (API_OLLAMA_CHAT, API_OLLAMA_GENERATE):
         return {"error": message}
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def parse_embedding(body: Any) -> tuple[str, list[str], int]:
+    """(model, input texts, dimensions) of an embeddings request."""
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        raise BadRequest("'model' is required and must be a non-empty string")
+    raw = body.get("input")
+    texts = [raw] if isinstance(raw, str) else raw
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise BadRequest("'input' must be a string or a non-empty list of strings")
+    dimensions = _positive_int(body, "dimensions") or 8
+    return body["model"], texts, dimensions
+
+
+def render_embeddings(ollama: bool, model: str, texts: list[str], vectors: list[list[float]]) -> dict[str, Any]:
+    """An embeddings response body (OpenAI's, or Ollama's `/api/embed`)."""
+    tokens = sum(count_tokens(t) for t in texts)
+    if ollama:
+        return {"model": model, "embeddings": vectors, "total_duration": 1_000_000, "prompt_eval_count": tokens}
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
