@@ -259,3 +259,60 @@ def test_eight_processes_writing(benchmark, tmp_path, lib):
             for me in range(WRITERS)
             for n in range(0, WRITES_EACH, 500)
         )
+
+
+# --- first cached call in a fresh process ------------------------------------------------------------------
+
+FIRST_CALL = """
+import json, sys, time
+t0 = time.perf_counter()
+import {module} as dspy
+dspy.configure_cache(disk_cache_dir=sys.argv[2])
+lm = dspy.LM("openai/gpt-4o-mini", api_base=sys.argv[1], api_key="sk-bench-0000000000", temperature=0.7)
+t1 = time.perf_counter()
+out = lm("Say this is a test!")
+t2 = time.perf_counter()
+print(json.dumps({{"setup_s": t1 - t0, "first_call_s": t2 - t1, "litellm": "litellm" in sys.modules, "out": out}}))
+"""
+
+
+def _first_call(module: str, base: str, cache_dir: Path) -> dict:
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONWARNINGS": "ignore"}
+    run = subprocess.run(
+        [sys.executable, "-c", FIRST_CALL.format(module=module), base, str(cache_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def llm_server():
+    from turbodspy.testing import LocalLLMServer
+
+    with LocalLLMServer() as server:
+        yield server
+
+
+@pytest.mark.parametrize("module", ["dspy", "turbodspy"])
+def test_first_cached_call_in_a_fresh_process(benchmark, llm_server, tmp_path, module):
+    benchmark.group = "fresh process: import, LM(...), first lm(prompt) served from the disk cache"
+    cache_dir = tmp_path / module
+    filled = _first_call(module, llm_server.openai_base, cache_dir)  # the one real call, which fills the cache
+    calls = []
+
+    def run():
+        calls.append(_first_call(module, llm_server.openai_base, cache_dir))
+
+    benchmark.pedantic(run, rounds=7, iterations=1)
+    assert all(c["out"] == filled["out"] for c in calls), "a cached answer differs from the original"
+    first = statistics.median(c["first_call_s"] for c in calls)
+    benchmark.extra_info.update(
+        first_call_ms=1000 * first,
+        setup_ms=1000 * statistics.median(c["setup_s"] for c in calls),
+        imported_litellm=any(c["litellm"] for c in calls),
+    )
+    print(f"\n{module}: first cached call {1000 * first:.2f} ms, litellm imported: {calls[-1]['litellm']}")
