@@ -123,6 +123,10 @@ def test_defaults_come_from_the_environment(monkeypatch, tmp_path):
     cache = DiskCache()
     assert (cache.directory, cache.size_limit_bytes) == (tmp_path / "here", 1048576)
     assert not (tmp_path / "here").exists(), "opening is lazy"
+    monkeypatch.setenv("TURBODSPY_CACHE_LIMIT", "500MB")
+    assert default_size_limit() == 500 * 1024**2
+    monkeypatch.setenv("TURBODSPY_CACHE_LIMIT", "30 GiB")
+    assert default_size_limit() == 30 * 1024**3
     monkeypatch.setenv("TURBODSPY_CACHE_LIMIT", "lots")
     with pytest.raises(ValueError, match="TURBODSPY_CACHE_LIMIT"):
         default_size_limit()
