@@ -112,8 +112,8 @@ class DiskCache:
         self._warned = True
         warnings.warn(
             f"turbodspy: the disk cache at {self.directory} cannot be used ({reason}); continuing with the memory "
-            "cache only, so answers are unchanged but nothing is kept across runs. Point TURBODSPY_CACHEDIR or "
-            "configure_cache(disk_cache_dir=...) at a writable local directory to fix this.",
+            "cache only: answers are unchanged, but new responses are not kept for later runs. Point "
+            "TURBODSPY_CACHEDIR or configure_cache(disk_cache_dir=...) at a writable local directory to fix this.",
             DiskCacheWarning,
             stacklevel=4,
         )
