@@ -328,13 +328,15 @@ def test_azure_and_databricks_route_through_their_own_endpoints(llm_server):
 
 
 def test_gemini_requests_use_the_gemini_wire_format(llm_server):
-    # The local server does not speak Gemini: the request still shows LiteLLM's Gemini route, and the refusal
-    # comes back as a typed, non-retried error.
     lm = dspy.LM("gemini/gemini-2.5-pro-preview-03-25", api_base=llm_server.url, api_key=SECRET)
-    with pytest.raises(dspy.LMUnsupportedModelError) as info:
-        lm("hi")
-    assert info.value.status == 404 and info.value.provider == "gemini"
+    assert "hi" in lm("hi")[0]
     assert llm_server.last_request.path == "/models/gemini-2.5-pro-preview-03-25:generateContent"
+    # A model the provider does not serve comes back as a typed, non-retried error.
+    llm_server.clear()
+    llm_server.models = ("gemini-other",)
+    with pytest.raises(dspy.LMUnsupportedModelError) as info:
+        lm("hi again")
+    assert info.value.status == 404 and info.value.provider == "gemini"
     assert len(llm_server.requests) == 1
 
 

@@ -15,6 +15,8 @@ import urllib.request
 
 import litellm
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from turbodspy.testing import LocalLLMServer, Reply
 
@@ -314,6 +316,42 @@ def test_ollama_chat(llm_server):
         assert json.loads(tags.read())["models"][0]["name"] == "llama3.2:latest"
 
 
+def test_gemini_generate_content(llm_server):
+    def gemini(**kwargs):
+        return litellm.completion(
+            model="gemini/gemini-1.5-flash", api_base=llm_server.url, api_key="g", messages=SYSTEM_AND_USER, **kwargs
+        )
+
+    response = gemini()
+    recorded = llm_server.last_request
+    assert recorded.path == "/models/gemini-1.5-flash:generateContent"
+    assert recorded.headers["x-goog-api-key"] == "g"
+    assert "Name a colour." in response.choices[0].message.content
+    assert response.usage.total_tokens == response.usage.prompt_tokens + response.usage.completion_tokens
+    streamed = "".join(c.choices[0].delta.content or "" for c in gemini(stream=True))
+    assert streamed == response.choices[0].message.content
+    assert llm_server.last_request.path.endswith(":streamGenerateContent")
+    assert isinstance(json.loads(gemini(response_format={"type": "json_object"}).choices[0].message.content), dict)
+    llm_server.fail_next("429")
+    with pytest.raises(litellm.RateLimitError):
+        gemini(num_retries=0)
+
+
+def test_azure_and_databricks_routes(llm_server):
+    azure = litellm.completion(
+        model="azure/my-deployment", api_base=llm_server.url, api_key="az", api_version="2024-06-01", messages=USER
+    )
+    assert llm_server.last_request.path == "/openai/deployments/my-deployment/chat/completions"
+    assert llm_server.last_request.query == "api-version=2024-06-01"
+    assert llm_server.last_request.headers["api-key"] == "az"
+    assert "capital of France" in azure.choices[0].message.content
+    databricks = litellm.completion(
+        model="databricks/dbrx", api_base=llm_server.url + "/serving-endpoints", api_key="db", messages=USER
+    )
+    assert llm_server.last_request.path == "/serving-endpoints/chat/completions"
+    assert databricks.choices[0].message.content == azure.choices[0].message.content
+
+
 def test_same_conversation_gets_the_same_answer_from_every_wire_format(llm_server):
     openai_text = chat(llm_server, SYSTEM_AND_USER).choices[0].message.content
     anthropic_text = (
@@ -566,6 +604,25 @@ def test_dropped_connection_and_malformed_body(llm_server):
         chat(llm_server, num_retries=0, max_retries=0)
 
 
+def test_truncated_answers_and_streams(llm_server):
+    llm_server.fail_next("truncated")
+    connection = http.client.HTTPConnection("127.0.0.1", llm_server.port, timeout=10)
+    connection.request("POST", "/v1/chat/completions", json.dumps({"model": "m", "messages": USER}))
+    response = connection.getresponse()
+    assert response.status == 200
+    with pytest.raises(http.client.IncompleteRead):
+        response.read()
+    connection.close()
+    llm_server.fail_next("truncated")
+    chunks = []
+    # LiteLLM reports a stream cut off half-way as a MidStreamFallbackError (a ServiceUnavailableError).
+    with pytest.raises(litellm.ServiceUnavailableError, match="incomplete chunked read"):
+        for chunk in chat(llm_server, stream=True, num_retries=0, max_retries=0):
+            chunks.append(chunk.choices[0].delta.content or "")
+    full = chat(llm_server).choices[0].message.content
+    assert chunks and full.startswith("".join(chunks)) and "".join(chunks) != full
+
+
 def test_context_length_error_has_openai_shape(llm_server):
     llm_server.fail_next("400")
     status, _, raw = post(llm_server, "/v1/chat/completions", {"model": "m", "messages": USER})
@@ -699,7 +756,7 @@ def test_embeddings_are_deterministic_unit_vectors(llm_server):
 
 
 def test_a_request_still_waiting_at_reset_takes_no_later_fault(llm_server):
-    llm_server.latency = 1.0
+    llm_server.latency = 2.0
     statuses = []
     late = threading.Thread(
         target=lambda: statuses.append(post(llm_server, "/v1/chat/completions", {"model": "m", "messages": USER})[0])
@@ -766,6 +823,132 @@ def test_ollama_json_format(llm_server):
     assert isinstance(json.loads(response.choices[0].message.content), dict)
 
 
+def test_a_failing_script_function_is_a_500_saying_why(llm_server):
+    def broken(request):
+        raise KeyError("no such thing")
+
+    llm_server.script(broken)
+    status, _, raw = post(llm_server, "/v1/chat/completions", {"model": "m", "messages": USER})
+    assert status == 500
+    assert "KeyError" in json.loads(raw)["error"]["message"]
+    llm_server.script(lambda request: None)
+    status, _, raw = post(llm_server, "/v1/chat/completions", {"model": "m", "messages": USER, "top_logprobs": "x"})
+    assert status == 400 and "'top_logprobs' must be a non-negative integer" in json.loads(raw)["error"]["message"]
+
+
 def test_reply_rejects_malformed_tool_calls():
     with pytest.raises(ValueError, match="each tool call must be"):
         Reply(tool_calls=[{"arguments": {}}])
+
+
+# Properties of the answer generator
+
+FIELD_TYPES = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "list[str]": list[str],
+    "list[int]": list[int],
+    "dict[str, int]": dict[str, int],
+    "int | None": int | None,
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    outputs=st.lists(
+        st.tuples(st.from_regex(r"[a-z][a-z_]{0,10}", fullmatch=True), st.sampled_from(sorted(FIELD_TYPES))),
+        min_size=1,
+        max_size=5,
+        unique_by=lambda pair: pair[0],
+    ),
+    question=st.text(min_size=1, max_size=80),
+    adapter_name=st.sampled_from(["ChatAdapter", "JSONAdapter", "XMLAdapter"]),
+)
+def test_answers_to_any_dspy_signature_parse_into_their_types(outputs, question, adapter_name):
+    dspy = pytest.importorskip("dspy")
+    from turbodspy.testing.answers import compose
+
+    names = [name for name, _ in outputs]
+    assume("question" not in names)
+    fields = {"question": (str, dspy.InputField())}
+    fields.update({name: (FIELD_TYPES[kind], dspy.OutputField()) for name, kind in outputs})
+    signature = dspy.Signature(fields, "Answer the question.")
+    adapter = getattr(dspy, adapter_name)()
+    messages = adapter.format(signature, demos=[], inputs={"question": question})
+    text = compose([(m["role"], m["content"]) for m in messages])
+    parsed = adapter.parse(signature, text)
+    assert list(parsed) == names
+    for name, kind in outputs:
+        expected = FIELD_TYPES[kind]
+        origin = getattr(expected, "__origin__", None)
+        if kind == "int | None":
+            assert isinstance(parsed[name], int)
+        elif origin is not None:
+            assert isinstance(parsed[name], origin)
+        else:
+            assert isinstance(parsed[name], expected) and type(parsed[name]) is expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    conversation=st.lists(
+        st.tuples(st.sampled_from(["system", "user", "assistant"]), st.text(max_size=300)), min_size=1, max_size=4
+    ),
+    choice=st.integers(min_value=0, max_value=5),
+)
+def test_compose_answers_any_conversation_deterministically(conversation, choice):
+    from turbodspy.testing.answers import compose
+
+    first = compose(conversation, choice=choice)
+    assert isinstance(first, str) and first
+    assert compose(conversation, choice=choice) == first
+
+
+def test_importing_the_testing_module_loads_neither_litellm_nor_dspy():
+    import subprocess
+    import sys
+
+    code = "import sys, turbodspy.testing; print(sorted({'litellm', 'dspy', 'httpx'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_streams_and_plain_answers_interleave_on_shared_keep_alive_connections(llm_server):
+    import httpx
+
+    def expected(i: int) -> str:
+        body = {"model": "m", "messages": [{"role": "user", "content": f"mixed {i}"}]}
+        return httpx.post(llm_server.openai_base + "/chat/completions", json=body).json()["choices"][0]["message"][
+            "content"
+        ]
+
+    wanted = {i: expected(i) for i in range(24)}
+    errors: list[BaseException] = []
+    with httpx.Client(base_url=llm_server.openai_base, limits=httpx.Limits(max_connections=8)) as client:
+
+        def worker(i: int) -> None:
+            try:
+                for round_ in range(4):
+                    body = {"model": "m", "messages": [{"role": "user", "content": f"mixed {i}"}]}
+                    if (i + round_) % 2:
+                        body["stream"] = True
+                        with client.stream("POST", "/chat/completions", json=body) as response:
+                            lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+                        assert lines[-1] == "data: [DONE]"
+                        chunks = [json.loads(line[6:]) for line in lines[:-1]]
+                        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+                    else:
+                        text = client.post("/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+                    assert text == wanted[i]
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(24)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert len(llm_server.model_requests) == 24 + 24 * 4

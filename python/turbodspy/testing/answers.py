@@ -136,6 +136,8 @@ def _subject(conversation: list[Message]) -> str:
     text = text.split("Respond with a JSON object")[0]
     text = _MARKER.sub(" ", text)
     text = re.sub(r"</?\w+>", " ", text)
+    # The summary lands inside answers of every shape (XML, JSON, sections): keep it plain printable text.
+    text = "".join(ch if ch.isprintable() and ch not in "<>&\\" else " " for ch in text)
     text = " ".join(text.split()).replace('"', "'")
     return text if len(text) <= 60 else text[:57] + "..."
 

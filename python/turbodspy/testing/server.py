@@ -1,4 +1,4 @@
-"""A real local LLM server on 127.0.0.1 for offline tests: OpenAI, Anthropic and Ollama wire formats over HTTP.
+"""A real local LLM server on 127.0.0.1 for offline tests: OpenAI, Anthropic, Gemini and Ollama wire formats.
 
 `LocalLLMServer` runs a threaded HTTP/1.1 server (keep-alive, chunked streaming) in a background thread,
 answers deterministically (see `turbodspy.testing.answers`), records every request, and injects latency
@@ -13,6 +13,7 @@ import math
 import socket
 import threading
 import time
+import urllib.parse
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -36,10 +37,11 @@ from turbodspy.testing.answers import (
 ScriptEntry = str | Reply
 ScriptFunction = Callable[..., "str | Reply | None"]
 
-FAULT_KINDS = ("429", "500", "502", "503", "401", "400", "404", "drop", "malformed")
+FAULT_KINDS = ("429", "500", "502", "503", "401", "400", "404", "drop", "malformed", "truncated")
 """What `LocalLLMServer.fail_next` can inject: HTTP errors (429 carries `Retry-After`; 400 is a context-length
-error; 401 a bad API key; 404 an unknown model), `drop` (close the connection without answering) and
-`malformed` (HTTP 200 whose body is not JSON)."""
+error; 401 a bad API key; 404 an unknown model), `drop` (close the connection without answering),
+`malformed` (HTTP 200 whose body is not JSON) and `truncated` (the real answer, or stream, cut off half-way
+by a closed connection)."""
 
 _FAULT_ALIASES = {
     "rate_limit": "429",
@@ -64,6 +66,10 @@ _GENERATION_ROUTES = (
 
 
 def _generation_api(path: str) -> str | None:
+    if path.endswith(":generateContent"):
+        return wire.API_GEMINI
+    if path.endswith(":streamGenerateContent"):
+        return wire.API_GEMINI_STREAM
     return next((api for suffix, api in _GENERATION_ROUTES if path.endswith(suffix)), None)
 
 
@@ -125,10 +131,11 @@ class _Fault:
 
 
 class LocalLLMServer:
-    """A local HTTP server that speaks OpenAI, Anthropic and Ollama wire formats and answers deterministically.
+    """A local HTTP server that speaks OpenAI, Anthropic, Gemini and Ollama wire formats, answering deterministically.
 
     Use as a context manager (`with LocalLLMServer() as server:`) or call `start()`/`stop()`. Point LiteLLM at
-    `server.openai_base` for `openai/...` models, at `server.url` for `anthropic/...` and `ollama_chat/...`.
+    `server.openai_base` for `openai/...` models, at `server.url` for `anthropic/...`, `gemini/...`,
+    `ollama_chat/...` and `azure/...`.
 
     `api_key`: when set, requests must carry it (`Authorization: Bearer ...` or `x-api-key`), else HTTP 401.
     `models`: when set, only these model names are served, others get HTTP 404.
@@ -450,6 +457,8 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self._generation = owner._record(record)
         self._api = wire.API_CHAT
+        self._started = False
+        self._truncate = False
 
         try:
             api = _generation_api(path) if self.command == "POST" else None
@@ -465,6 +474,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self._serve_info(owner, path)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except Exception as exc:
+            # A fault of this server (or of a user's script function): answer it as a 500 that says what
+            # failed rather than dropping the connection; mid-stream there is nothing left to do but close.
+            if self._started:
+                self.close_connection = True
+            else:
+                self._error(500, f"the local LLM server failed: {type(exc).__name__}: {exc}", "server_error")
 
     def _serve_info(self, owner: LocalLLMServer, path: str) -> None:
         models = list(owner.models) if owner.models is not None else ["test-model"]
@@ -498,11 +514,12 @@ class _Handler(BaseHTTPRequestHandler):
         # A request still waiting when the server was reset belongs to a finished test: it is answered
         # plainly and must not take the faults or scripted answers meant for the next one.
         self._stale = owner._is_stale(self._generation)
-        if owner.api_key is not None and not self._authorised(owner.api_key, record.headers):
+        if owner.api_key is not None and not self._authorised(owner.api_key, record.headers, record.query):
             self._fault_response(_Fault("401", None, None), record)
             return False
         fault = None if self._stale else owner._take_fault()
-        if fault is not None:
+        self._truncate = fault is not None and fault.kind == "truncated"
+        if fault is not None and not self._truncate:
             self._fault_response(fault, record)
             return False
         return True
@@ -511,7 +528,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._admit(owner, record):
             return
         try:
-            ask = wire.parse(api, record.body)
+            ask = wire.parse(api, record.body, record.path)
         except wire.BadRequest as exc:
             self._error(400, str(exc), "invalid_request_error")
             return
@@ -523,11 +540,7 @@ class _Handler(BaseHTTPRequestHandler):
             if prompt_tokens > owner.context_window:
                 self._context_error(prompt_tokens, owner.context_window)
                 return
-        try:
-            choices = self._choices(owner, record, ask)
-        except Exception as exc:  # a user's script function failed: say so instead of dropping the connection
-            self._error(500, f"the script function raised {type(exc).__name__}: {exc}", "server_error")
-            return
+        choices = self._choices(owner, record, ask)
         if ask.stream:
             self._stream(ask, choices)
         else:
@@ -546,8 +559,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, wire.render_embeddings(record.path.endswith("/api/embed"), model, texts, vectors))
 
     @staticmethod
-    def _authorised(expected: str, headers: Headers) -> bool:
-        given = headers.get("x-api-key") or headers.get("api-key")
+    def _authorised(expected: str, headers: Headers, query: str = "") -> bool:
+        given = headers.get("x-api-key") or headers.get("api-key") or headers.get("x-goog-api-key")
+        given = given or dict(urllib.parse.parse_qsl(query)).get("key")
         bearer = headers.get("authorization", "")
         if bearer.lower().startswith("bearer "):
             given = given or bearer[7:].strip()
@@ -569,11 +583,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _fault_response(self, fault: _Fault, record: RecordedRequest) -> None:
         kind = fault.kind
         if kind == "drop":
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._hang_up()
             return
         if kind == "malformed":
             self._send(200, b'{"id": "chatcmpl-broken", "choices": [ this is not JSON', "application/json")
@@ -648,6 +658,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
 
     def _send(self, status: int, payload: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self._started = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
@@ -655,18 +666,36 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self._common_headers()
         self.end_headers()
+        if self._truncate:
+            self.wfile.write(payload[: len(payload) // 2])
+            self._hang_up()
+            return
         self.wfile.write(payload)
+
+    def _hang_up(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _stream(self, ask: wire.Ask, choices: list[wire.Choice]) -> None:
         ndjson = ask.api in (wire.API_OLLAMA_CHAT, wire.API_OLLAMA_GENERATE)
+        self._started = True
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson" if ndjson else "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self._common_headers()
         self.end_headers()
-        for piece in wire.render_stream(ask, choices):
+        pieces = list(wire.render_stream(ask, choices))
+        if self._truncate:
+            pieces = pieces[: len(pieces) // 2]
+        for piece in pieces:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        if self._truncate:
+            self._hang_up()
+            return
         self.wfile.write(b"0\r\n\r\n")
 
 
