@@ -60,3 +60,16 @@ def test_signature_with_instructions(benchmark: Any, library: str) -> None:
     sig = LIBRARIES[library].Signature(SIGNATURE)
     assert sig.with_instructions("Answer briefly.").instructions == "Answer briefly."
     benchmark(lambda: sig.with_instructions("Answer briefly."))
+
+
+@pytest.mark.parametrize("library", ["turbodspy", "dspy"])
+def test_signature_prepend_reasoning(benchmark: Any, library: str) -> None:
+    # ChainOfThought's edit: a reasoning output in front of the others.
+    _check_agree()
+    benchmark.group = "prepend a reasoning field"
+    lib = LIBRARIES[library]
+    sig = lib.Signature(SIGNATURE)
+    ours = turbodspy.Signature(SIGNATURE).prepend("reasoning", turbodspy.OutputField(desc="steps"), type_=str)
+    theirs = dspy.Signature(SIGNATURE).prepend("reasoning", dspy.OutputField(desc="steps"), type_=str)
+    assert _shape(ours) == _shape(theirs)
+    benchmark(lambda: sig.prepend("reasoning", lib.OutputField(desc="steps"), type_=str))

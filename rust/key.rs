@@ -5,6 +5,7 @@
 
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 /// A JSON value borrowed from the caller where it can be (strings stay in place).
 #[derive(Debug, Clone, PartialEq)]
@@ -25,20 +26,86 @@ pub fn request_key(request: &Json, ignored: &[&str]) -> String {
     let mut buf = Vec::with_capacity(1024);
     match request {
         Json::Object(members) => {
-            let kept = members
+            let mut kept: Vec<(&str, &Json)> = members
                 .iter()
-                .filter(|(k, _)| !ignored.contains(&k.as_ref()));
-            write_object(kept, &mut buf);
+                .filter(|(k, _)| !ignored.contains(&k.as_ref()))
+                .map(|(k, v)| (k.as_ref(), v))
+                .collect();
+            write_sorted_object(&mut kept, &mut buf, |v, out| {
+                write_json(v, out);
+                Ok::<(), ()>(())
+            })
+            .expect("plain JSON always writes");
         }
         other => write_json(other, &mut buf),
     }
-    sha256_hex(&buf)
+    key_of_canonical(&buf)
+}
+
+/// The key of canonical JSON bytes: their SHA-256 in hex (resuming from the previous request's prefix).
+pub fn key_of_canonical(canonical: &[u8]) -> String {
+    PREFIX_HASHER.with(|hasher| hasher.borrow_mut().sha256_hex(canonical))
+}
+
+thread_local! {
+    static PREFIX_HASHER: RefCell<PrefixHasher> = RefCell::new(PrefixHasher::default());
+}
+
+/// SHA-256 that resumes from the state of the prefix it shared with the previous input.
+///
+/// Calls in a batch differ only after a long shared prefix (the sorted keys put `messages`, with the
+/// system prompt, ahead of the varying user message), so most of each request's blocks were already
+/// compressed for the one before. The digest is always exactly SHA-256 of the input.
+#[derive(Default)]
+pub struct PrefixHasher {
+    previous: Vec<u8>,
+    /// The hash state after `previous[..len]`, `len` a multiple of the 64-byte block size.
+    resume: Option<(usize, Sha256)>,
+}
+
+impl PrefixHasher {
+    pub fn sha256_hex(&mut self, bytes: &[u8]) -> String {
+        let shared = common_prefix_len(&self.previous, bytes);
+        let keep = shared / 64 * 64;
+        let (mut hasher, done) = match &self.resume {
+            Some((len, state)) if *len <= keep => (state.clone(), *len),
+            _ => (Sha256::new(), 0),
+        };
+        if keep > done {
+            hasher.update(&bytes[done..keep]);
+            self.resume = Some((keep, hasher.clone()));
+            hasher.update(&bytes[keep..]);
+        } else {
+            if done == 0 {
+                self.resume = None;
+            }
+            hasher.update(&bytes[done..]);
+        }
+        self.previous.clear();
+        self.previous.extend_from_slice(bytes);
+        hex(&hasher.finalize())
+    }
+}
+
+fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
+    let limit = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= limit && a[i..i + 8] == b[i..i + 8] {
+        i += 8;
+    }
+    while i < limit && a[i] == b[i] {
+        i += 1;
+    }
+    i
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(digest: &[u8]) -> String {
     let mut out = String::with_capacity(64);
-    for byte in digest {
+    for &byte in digest {
         out.push(HEX[(byte >> 4) as usize] as char);
         out.push(HEX[(byte & 0xf) as usize] as char);
     }
@@ -67,36 +134,58 @@ pub fn write_json(value: &Json, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        Json::Object(members) => write_object(members.iter(), out),
+        Json::Object(members) => {
+            let mut members: Vec<(&str, &Json)> =
+                members.iter().map(|(k, v)| (k.as_ref(), v)).collect();
+            write_sorted_object(&mut members, out, |v, out| {
+                write_json(v, out);
+                Ok::<(), ()>(())
+            })
+            .expect("plain JSON always writes");
+        }
     }
 }
 
-fn write_object<'v, 'a: 'v>(
-    members: impl Iterator<Item = &'v (Cow<'a, str>, Json<'a>)>,
+/// Writes `{"k":v,...}` with members sorted by key; `write_value` writes each value. Callers with
+/// values of their own kind (the pyo3 layer writes Python objects directly) share the ordering rule.
+pub fn write_sorted_object<V, E>(
+    members: &mut [(&str, V)],
     out: &mut Vec<u8>,
-) {
-    let mut sorted: Vec<&(Cow<str>, Json)> = members.collect();
+    mut write_value: impl FnMut(&V, &mut Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
     // Byte order of UTF-8 equals code point order, which is how orjson sorts keys.
-    sorted.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     out.push(b'{');
-    for (i, (key, value)) in sorted.into_iter().enumerate() {
+    for (i, (key, value)) in members.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         write_str(key, out);
         out.push(b':');
-        write_json(value, out);
+        write_value(value, out)?;
     }
     out.push(b'}');
+    Ok(())
 }
 
 /// JSON string escaping as orjson does it: only `"`, `\` and control characters are escaped;
 /// everything else, non-ASCII included, is written as UTF-8.
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
+    out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Skip eight clean bytes at a time: most prompt text needs no escaping at all.
+        if i + 8 <= bytes.len() {
+            let word = u64::from_le_bytes(bytes[i..i + 8].try_into().expect("eight bytes"));
+            if !needs_escape(word) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -106,7 +195,10 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
             0x08 => b"\\b",
             0x0c => b"\\f",
             0x00..=0x1f => b"",
-            _ => continue,
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.extend_from_slice(&bytes[start..i]);
         if escape.is_empty() {
@@ -116,10 +208,22 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
         } else {
             out.extend_from_slice(escape);
         }
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether any of the eight bytes of `word` is a control character, `"` or `\` (SWAR byte tests).
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    // Bytes below 0x20: subtracting 0x20 borrows into the high bit of bytes that had it clear.
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    below_space | has_zero(word ^ (ONES * b'"' as u64)) | has_zero(word ^ (ONES * b'\\' as u64))
+        != 0
 }
 
 /// Floats as orjson writes them: the shortest round-trip digits, positional for decimal
@@ -265,6 +369,21 @@ mod tests {
     }
 
     proptest::proptest! {
+        // Batches share long prefixes; whatever the sequence, each digest is plain SHA-256.
+        #[test]
+        fn prefix_reuse_never_changes_a_digest(
+            common in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+            tails in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..200), 1..12),
+            cut in 0usize..400,
+        ) {
+            let mut hasher = PrefixHasher::default();
+            for (i, tail) in tails.iter().enumerate() {
+                let head = if i % 3 == 2 { &common[..cut.min(common.len())] } else { &common[..] };
+                let input: Vec<u8> = head.iter().chain(tail).copied().collect();
+                proptest::prop_assert_eq!(hasher.sha256_hex(&input), sha256_hex(&input));
+            }
+        }
+
         // serde_json's shortest float form parses back to the same value; ours must too.
         #[test]
         fn floats_round_trip(f in proptest::num::f64::NORMAL | proptest::num::f64::SUBNORMAL | proptest::num::f64::ZERO) {

@@ -234,12 +234,14 @@ impl fmt::Display for SignatureError {
             EmptyName { .. } => write!(f, "an empty field name; remove the extra comma or name the field"),
             NotAnIdentifier { found, .. } => write!(
                 f,
-                "{found:?} is not a valid field name; names are Python identifiers such as 'question' or 'top_k'"
+                "{} is not a valid field name; names are Python identifiers such as 'question' or 'top_k'",
+                py_repr(found)
             ),
-            ReservedName { name, reason, .. } => write!(f, "field name {name:?} is reserved ({reason}); rename the field"),
+            ReservedName { name, reason, .. } => write!(f, "field name {} is reserved ({reason}); rename the field", py_repr(name)),
             DuplicateName { name, first, .. } => write!(
                 f,
-                "field name {name:?} is used twice (first at position {first}); every input and output needs its own name"
+                "field name {} is used twice (first at position {first}); every input and output needs its own name",
+                py_repr(name)
             ),
             Unclosed { open, .. } => write!(f, "'{open}' is never closed"),
             UnexpectedClose { close, .. } => write!(f, "'{close}' closes nothing"),
@@ -255,11 +257,40 @@ impl fmt::Display for SignatureError {
 
 impl std::error::Error for SignatureError {}
 
+/// `text` quoted as Python's `repr` quotes a string: single quotes unless only double quotes avoid escaping.
+pub fn py_repr(text: &str) -> String {
+    let quote = if text.contains('\'') && !text.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push(quote);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
 /// The full message for an error in `signature`: what went wrong, where, and the line with a caret under
 /// the spot. Errors found later by the Python layer (an unknown type name) are worded the same way.
 pub fn error_message(signature: &str, what: &str, position: Option<usize>) -> String {
     let Some(position) = position else {
-        return format!("Invalid signature {signature:?}: {what}.");
+        return format!("Invalid signature {}: {what}.", py_repr(signature));
     };
     // Show the line holding the position, with a caret under the character.
     let mut column = position;
@@ -278,12 +309,16 @@ pub fn error_message(signature: &str, what: &str, position: Option<usize>) -> St
                 format!("position {position}")
             };
             return format!(
-                "Invalid signature {signature:?}: {what} (at {where_}):\n    {shown}\n    {pad}^"
+                "Invalid signature {}: {what} (at {where_}):\n    {shown}\n    {pad}^",
+                py_repr(signature)
             );
         }
         column -= len + 1;
     }
-    format!("Invalid signature {signature:?}: {what} (at position {position}).")
+    format!(
+        "Invalid signature {}: {what} (at position {position}).",
+        py_repr(signature)
+    )
 }
 
 /// Parses a whole signature string.
@@ -437,7 +472,7 @@ impl<'a> Parser<'a> {
         match self.peek() {
             None => "end of signature".to_owned(),
             Some(_) if self.starts_with("->") => "'->'".to_owned(),
-            Some(c) => format!("{c:?}"),
+            Some(c) => py_repr(c.encode_utf8(&mut [0; 4])),
         }
     }
 
@@ -939,8 +974,19 @@ impl<'a> Parser<'a> {
                 position: self.chars_at(i),
             });
         }
-        self.pos = i;
         let text = self.src[start..i].to_owned();
+        if !is_float
+            && !radix_prefix
+            && text.starts_with('0')
+            && text.bytes().any(|c| matches!(c, b'1'..=b'9'))
+        {
+            return Err(SignatureError::Unexpected {
+                found: py_repr(&text),
+                expected: "a decimal integer without leading zeros (write 0o17 for octal)",
+                position: self.chars_at(start),
+            });
+        }
+        self.pos = i;
         Ok(if is_float {
             TypeExpr::Float(text)
         } else {
@@ -975,7 +1021,7 @@ impl<'a> Parser<'a> {
             }
             if bytes && !c.is_ascii() {
                 return Err(SignatureError::Unexpected {
-                    found: format!("{c:?}"),
+                    found: py_repr(c.encode_utf8(&mut [0; 4])),
                     expected: "ASCII characters in a bytes literal",
                     position: self.chars_at(self.pos),
                 });
@@ -1401,5 +1447,212 @@ mod tests {
         assert!(matches!(err(&sig), SignatureError::TooDeep { .. }));
         let sig = format!("a: {}int -> b", "(".repeat(10_000));
         assert!(matches!(err(&sig), SignatureError::TooDeep { .. }));
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Positions differ with whitespace; the round trip compares structure.
+    fn strip(expr: &TypeExpr) -> TypeExpr {
+        match expr {
+            TypeExpr::Name { id, .. } => TypeExpr::Name {
+                id: id.clone(),
+                position: 0,
+            },
+            TypeExpr::Attribute { value, attr, .. } => TypeExpr::Attribute {
+                value: Box::new(strip(value)),
+                attr: attr.clone(),
+                position: 0,
+            },
+            TypeExpr::Subscript { value, args, .. } => TypeExpr::Subscript {
+                value: Box::new(strip(value)),
+                args: args.iter().map(strip).collect(),
+                position: 0,
+            },
+            TypeExpr::Union { left, right } => TypeExpr::Union {
+                left: Box::new(strip(left)),
+                right: Box::new(strip(right)),
+            },
+            TypeExpr::Tuple(items) => TypeExpr::Tuple(items.iter().map(strip).collect()),
+            TypeExpr::Call { func, kwargs, .. } => TypeExpr::Call {
+                func: func.clone(),
+                kwargs: kwargs.iter().map(|(k, v)| (k.clone(), strip(v))).collect(),
+                position: 0,
+            },
+            other => other.clone(),
+        }
+    }
+
+    /// Python source for a type expression; `ws` is put around punctuation.
+    fn render(expr: &TypeExpr, ws: &str) -> String {
+        match expr {
+            TypeExpr::Name { id, .. } => id.clone(),
+            TypeExpr::Attribute { value, attr, .. } => format!("{}.{attr}", render(value, ws)),
+            TypeExpr::Subscript { value, args, .. } => {
+                let args: Vec<String> = args.iter().map(|a| render(a, ws)).collect();
+                format!(
+                    "{}[{ws}{}{ws}]",
+                    render(value, ws),
+                    args.join(&format!(",{ws}"))
+                )
+            }
+            TypeExpr::Union { left, right } => {
+                let right = match **right {
+                    // `a | (b | c)` needs its parentheses to stay right-nested.
+                    TypeExpr::Union { .. } => format!("({})", render(right, ws)),
+                    _ => render(right, ws),
+                };
+                format!("{}{ws}|{ws}{right}", render(left, ws))
+            }
+            TypeExpr::Tuple(items) => match items.len() {
+                1 => format!("({},)", render(&items[0], ws)),
+                _ => format!(
+                    "({})",
+                    items
+                        .iter()
+                        .map(|a| render(a, ws))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+            TypeExpr::Str(s) => py_repr(s),
+            TypeExpr::Bytes(b) => format!("b{}", py_repr(&String::from_utf8_lossy(b))),
+            TypeExpr::Int(t) | TypeExpr::Float(t) => t.clone(),
+            TypeExpr::Bool(true) => "True".into(),
+            TypeExpr::Bool(false) => "False".into(),
+            TypeExpr::None => "None".into(),
+            TypeExpr::Ellipsis => "...".into(),
+            TypeExpr::Call { func, kwargs, .. } => {
+                let kwargs: Vec<String> = kwargs
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", render(v, ws)))
+                    .collect();
+                format!("{func}({})", kwargs.join(", "))
+            }
+        }
+    }
+
+    fn identifier() -> impl Strategy<Value = String> {
+        "[a-zA-Zé][a-zA-Z0-9_é]{0,8}"
+            .prop_filter("not a keyword", |s| !KEYWORDS.contains(&s.as_str()))
+    }
+
+    fn type_name() -> impl Strategy<Value = String> {
+        identifier().prop_filter("not a constant", |s| {
+            !matches!(s.as_str(), "True" | "False" | "None")
+        })
+    }
+
+    fn leaf() -> impl Strategy<Value = TypeExpr> {
+        prop_oneof![
+            4 => type_name().prop_map(|id| TypeExpr::Name { id, position: 0 }),
+            1 => "[ -~é\n\t\\\\'\"]{0,6}".prop_map(TypeExpr::Str),
+            1 => "[1-9][0-9]{0,4}|0".prop_map(TypeExpr::Int),
+            1 => "[0-9]{1,3}\\.[0-9]{0,3}".prop_map(TypeExpr::Float),
+            1 => any::<bool>().prop_map(TypeExpr::Bool),
+            1 => Just(TypeExpr::None),
+            1 => Just(TypeExpr::Ellipsis),
+        ]
+    }
+
+    fn type_expr() -> impl Strategy<Value = TypeExpr> {
+        leaf().prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                (type_name(), proptest::collection::vec(inner.clone(), 1..4))
+                    .prop_map(|(id, args)| {
+                        // A single tuple argument is flattened by the parser, as Python does.
+                        TypeExpr::Subscript {
+                            value: Box::new(TypeExpr::Name { id, position: 0 }),
+                            args: args
+                                .into_iter()
+                                .filter(|a| !matches!(a, TypeExpr::Tuple(_)))
+                                .collect(),
+                            position: 0,
+                        }
+                    })
+                    .prop_filter("subscripts need an argument", |e| match e {
+                        TypeExpr::Subscript { args, .. } => !args.is_empty(),
+                        _ => true,
+                    }),
+                (inner.clone(), inner.clone()).prop_map(|(l, r)| TypeExpr::Union {
+                    left: Box::new(l),
+                    right: Box::new(r)
+                }),
+                (type_name(), identifier()).prop_map(|(m, attr)| TypeExpr::Attribute {
+                    value: Box::new(TypeExpr::Name { id: m, position: 0 }),
+                    attr,
+                    position: 0,
+                }),
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(TypeExpr::Tuple),
+                proptest::collection::vec((identifier(), inner), 0..3).prop_map(|kwargs| {
+                    TypeExpr::Call {
+                        func: "Field".into(),
+                        kwargs,
+                        position: 0,
+                    }
+                }),
+            ]
+        })
+    }
+
+    fn fields() -> impl Strategy<Value = Vec<(String, Option<TypeExpr>)>> {
+        proptest::collection::vec((identifier(), proptest::option::of(type_expr())), 0..4)
+    }
+
+    proptest! {
+        #[test]
+        fn generated_signatures_round_trip(
+            inputs in fields(),
+            outputs in fields(),
+            ws in prop_oneof![Just(""), Just(" "), Just("\n  "), Just("\t")],
+        ) {
+            // Names must be distinct across the signature.
+            let mut seen = std::collections::HashSet::new();
+            let unique = |f: &Vec<(String, Option<TypeExpr>)>| -> Vec<(String, Option<TypeExpr>)> {
+                f.iter().filter(|(n, _)| seen.insert(n.clone())).cloned().collect()
+            };
+            let mut unique = unique;
+            let inputs = unique(&inputs);
+            let outputs = unique(&outputs);
+            let side = |fields: &[(String, Option<TypeExpr>)]| {
+                fields
+                    .iter()
+                    .map(|(n, t)| match t {
+                        Some(t) => format!("{n}{ws}:{ws}{}", render(t, ws)),
+                        None => n.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(&format!("{ws},{ws}"))
+            };
+            let text = format!("{ws}{}{ws}->{ws}{}{ws}", side(&inputs), side(&outputs));
+            let parsed = parse_signature(&text).map_err(|e| TestCaseError::fail(format!("{text:?}: {e}")))?;
+            for (spec, (name, ty)) in parsed.inputs.iter().chain(parsed.outputs.iter()).zip(inputs.iter().chain(outputs.iter())) {
+                prop_assert_eq!(&spec.name, name);
+                let at: String = text.chars().skip(spec.position).take(name.chars().count()).collect();
+                prop_assert_eq!(&at, name);
+                prop_assert_eq!(spec.ty.as_ref().map(|t| strip(&t.expr)), ty.as_ref().map(strip));
+            }
+            prop_assert_eq!(parsed.inputs.len(), inputs.len());
+            prop_assert_eq!(parsed.outputs.len(), outputs.len());
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in any::<String>()) {
+            if let Err(e) = parse_signature(&text) {
+                let _ = error_message(&text, &e.to_string(), e.position());
+                prop_assert!(e.position().is_none_or(|p| p <= text.chars().count()));
+            }
+        }
+
+        #[test]
+        fn signature_like_text_never_panics(text in "[a-z_é0-9 ,:>\\-\\[\\]()|.'\"\\\\*=\n]{0,60}") {
+            if let Err(e) = parse_signature(&text) {
+                let _ = error_message(&text, &e.to_string(), e.position());
+                prop_assert!(e.position().is_none_or(|p| p <= text.chars().count()));
+            }
+        }
     }
 }

@@ -87,7 +87,25 @@ def chat(lib: Any, history_cls: type) -> type:
     return Chat
 
 
-SIGNATURES = {"simple": simple, "typed": typed, "choices": choices, "models": models, "chat": chat}
+def constrained(lib: Any, history_cls: type) -> type:
+    class Rate(lib.Signature):
+        """Rate the text."""
+
+        text: str = lib.InputField(desc="the text", min_length=1)
+        score: int = lib.OutputField(desc="a score", ge=0, le=10)
+        label: str = lib.OutputField()
+
+    return Rate
+
+
+SIGNATURES = {
+    "constrained": constrained,
+    "simple": simple,
+    "typed": typed,
+    "choices": choices,
+    "models": models,
+    "chat": chat,
+}
 
 ADDRESS = Address(street="1 Main St", zip_code=12345, tags=["home"])
 
@@ -186,6 +204,7 @@ CASES: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any]]] = {
             ),
         },
     ),
+    "constrained": ("constrained", [{"text": "great", "score": 9, "label": "good"}], {"text": "meh"}),
     "chat-history-empty": ("chat", [], {"question": "Hi", "history": ("history", [])}),
     "chat-no-history-given": ("chat", [], {"question": "Hi"}),
 }

@@ -69,6 +69,10 @@ CHAT_COMPLETIONS = {
         "[[ ## color ## ]]\nred\n[[ ## mood ## ]]\nit's fine\n[[ ## level ## ]]\n4",
         "[[ ## color ## ]]\nred\n[[ ## mood ## ]]\nHappy\n[[ ## level ## ]]\n1",
     ],
+    "constrained": [
+        "[[ ## score ## ]]\n11\n[[ ## label ## ]]\nok",
+        "[[ ## score ## ]]\n5\n[[ ## label ## ]]\nok",
+    ],
     "models-values": [
         '[[ ## address ## ]]\n{"street": "3 High St", "zip_code": 99999}\n'
         "[[ ## others ## ]]\n[]\n[[ ## note ## ]]\nnone",

@@ -311,3 +311,45 @@ def test_import_does_not_load_litellm():
     code = "import sys, turbodspy; print('litellm' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_azure_and_databricks_route_through_their_own_endpoints(llm_server):
+    azure = dspy.LM("azure/my-deployment", api_base=llm_server.url, api_key=SECRET, api_version="2024-06-01")
+    assert azure("hi")[0]
+    assert llm_server.last_request.path == "/openai/deployments/my-deployment/chat/completions"
+    assert llm_server.last_request.headers["api-key"] == SECRET
+    databricks = dspy.LM(
+        "databricks/databricks-meta-llama-3-1-70b-instruct",
+        api_base=f"{llm_server.url}/serving-endpoints",
+        api_key=SECRET,
+    )
+    assert databricks("hi")[0]
+    assert llm_server.last_request.path == "/serving-endpoints/chat/completions"
+
+
+def test_gemini_requests_use_the_gemini_wire_format(llm_server):
+    lm = dspy.LM("gemini/gemini-2.5-pro-preview-03-25", api_base=llm_server.url, api_key=SECRET)
+    assert "hi" in lm("hi")[0]
+    assert llm_server.last_request.path == "/models/gemini-2.5-pro-preview-03-25:generateContent"
+    # A model the provider does not serve comes back as a typed, non-retried error.
+    llm_server.clear()
+    llm_server.models = ("gemini-other",)
+    with pytest.raises(dspy.LMUnsupportedModelError) as info:
+        lm("hi again")
+    assert info.value.status == 404 and info.value.provider == "gemini"
+    assert len(llm_server.requests) == 1
+
+
+def test_credential_headers_never_reach_history_or_saved_state(llm_server):
+    headers = {"Helicone-Auth": f"Bearer {SECRET}", "Authorization": f"Bearer {SECRET}", "Helicone-User-Id": "u1"}
+    lm = openai_lm(llm_server, extra_headers=headers)
+    lm("hi", extra_headers=headers)
+    assert llm_server.last_request.headers["helicone-auth"] == f"Bearer {SECRET}"  # sent, as asked
+    assert SECRET not in repr(lm.history[-1]["kwargs"])
+    assert lm.history[-1]["kwargs"]["extra_headers"] == {"Helicone-User-Id": "u1"}
+    state = lm.dump_state()
+    assert SECRET not in repr(state)
+    assert state["extra_headers"] == {"Helicone-User-Id": "u1"}
+    out = io.StringIO()
+    lm.inspect_history(1, file=out)
+    assert SECRET not in out.getvalue()

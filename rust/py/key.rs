@@ -1,10 +1,14 @@
-//! `request_key(request, ignored)`: Python request dict -> canonical JSON -> SHA-256 hex.
+//! `request_key(request, ignored, fn_identifier)`: a Python request dict -> canonical JSON -> SHA-256 hex.
+//!
+//! Python values are written straight into the canonical bytes (no intermediate tree, no string copies);
+//! only the hashing of a large request runs without the GIL.
 
-use crate::key::{request_key as key_of, Json};
+use crate::key::{key_of_canonical, write_float, write_sorted_object, write_str};
 use pyo3::create_exception;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use std::cell::RefCell;
 
 create_exception!(
     _core,
@@ -19,96 +23,149 @@ const MAX_DEPTH: usize = 128;
 /// Large requests are hashed without the GIL so other threads keep running.
 const DETACH_ABOVE_BYTES: usize = 64 * 1024;
 
+thread_local! {
+    /// The last `ignored` tuple and its strings: callers pass the same constant tuple every time, and a
+    /// tuple cannot change, so its strings are read once (the strong reference keeps its identity unique).
+    static IGNORED: RefCell<Option<(Py<PyTuple>, Vec<String>)>> = const { RefCell::new(None) };
+}
+
 /// `fn_identifier`, when given, is hashed as the request's `_fn_identifier` member (as DSPy adds it),
 /// which spares the caller a copy of the request dict.
 #[pyfunction]
-#[pyo3(signature = (request, ignored=Vec::new(), fn_identifier=None))]
+#[pyo3(signature = (request, ignored=None, fn_identifier=None))]
 pub fn request_key(
     py: Python<'_>,
     request: &Bound<'_, PyAny>,
-    ignored: Vec<String>,
-    fn_identifier: Option<String>,
+    ignored: Option<&Bound<'_, PyAny>>,
+    fn_identifier: Option<&str>,
 ) -> PyResult<String> {
-    let mut text_bytes = 0;
-    let mut json = to_json(request, 0, &mut text_bytes)?;
-    if let (Some(identifier), Json::Object(members)) = (fn_identifier, &mut json) {
-        members.retain(|(k, _)| k != "_fn_identifier");
-        members.push(("_fn_identifier".into(), Json::Str(identifier.into())));
+    let ignored = ignored_names(ignored)?;
+    let mut buf = Vec::with_capacity(2048);
+    match request.cast::<PyDict>() {
+        Ok(dict) => write_dict(dict, &mut buf, 0, &ignored, fn_identifier)?,
+        Err(_) => write_value(request, &mut buf, 0)?,
     }
-    let ignored: Vec<&str> = ignored.iter().map(String::as_str).collect();
-    if text_bytes > DETACH_ABOVE_BYTES {
-        Ok(py.detach(|| key_of(&json, &ignored)))
+    if buf.len() > DETACH_ABOVE_BYTES {
+        Ok(py.detach(|| key_of_canonical(&buf)))
     } else {
-        Ok(key_of(&json, &ignored))
+        Ok(key_of_canonical(&buf))
     }
 }
 
-/// Converts with owned strings, so the result outlives the GIL; `text_bytes` counts their size.
-fn to_json(
-    value: &Bound<'_, PyAny>,
+fn ignored_names(ignored: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+    let Some(ignored) = ignored else {
+        return Ok(Vec::new());
+    };
+    let Ok(tuple) = ignored.cast_exact::<PyTuple>() else {
+        return ignored.extract();
+    };
+    IGNORED.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if let Some((seen, names)) = cached.as_ref() {
+            if seen.as_ptr() == tuple.as_ptr() {
+                return Ok(names.clone());
+            }
+        }
+        let names: Vec<String> = tuple.extract()?;
+        *cached = Some((tuple.clone().unbind(), names.clone()));
+        Ok(names)
+    })
+}
+
+fn write_dict(
+    dict: &Bound<'_, PyDict>,
+    out: &mut Vec<u8>,
     depth: usize,
-    text_bytes: &mut usize,
-) -> PyResult<Json<'static>> {
+    ignored: &[String],
+    fn_identifier: Option<&str>,
+) -> PyResult<()> {
+    let items: Vec<(Bound<'_, PyString>, Bound<'_, PyAny>)> = dict
+        .iter()
+        .map(|(k, v)| {
+            k.cast_into::<PyString>()
+                .map(|k| (k, v))
+                .map_err(|_| UnsupportedValueError::new_err("Dict key must be str"))
+        })
+        .collect::<PyResult<_>>()?;
+    let mut members: Vec<(&str, Member)> = Vec::with_capacity(items.len() + 1);
+    for (key, value) in &items {
+        let key = key.to_str()?;
+        if ignored.iter().any(|name| name == key)
+            || (fn_identifier.is_some() && key == "_fn_identifier")
+        {
+            continue;
+        }
+        members.push((key, Member::Value(value)));
+    }
+    if let Some(identifier) = fn_identifier {
+        members.push(("_fn_identifier", Member::Text(identifier)));
+    }
+    write_sorted_object(&mut members, out, |member, out| match member {
+        Member::Value(value) => write_value(value, out, depth + 1),
+        Member::Text(text) => {
+            write_str(text, out);
+            Ok(())
+        }
+    })
+}
+
+enum Member<'a, 'py> {
+    Value(&'a Bound<'py, PyAny>),
+    Text(&'a str),
+}
+
+fn write_value(value: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> PyResult<()> {
     if depth > MAX_DEPTH {
         return Err(UnsupportedValueError::new_err(
             "request nests deeper than 128 levels",
         ));
     }
-    if value.is_none() {
-        return Ok(Json::Null);
-    }
     if let Ok(s) = value.cast::<PyString>() {
-        let text = s.to_str()?;
-        *text_bytes += text.len();
-        return Ok(Json::Str(text.to_owned().into()));
-    }
-    // bool before int: Python's bool is an int subclass.
-    if let Ok(b) = value.cast::<PyBool>() {
-        return Ok(Json::Bool(b.is_true()));
-    }
-    if let Ok(i) = value.cast::<PyInt>() {
+        write_str(s.to_str()?, out);
+    } else if value.is_none() {
+        out.extend_from_slice(b"null");
+    } else if let Ok(b) = value.cast::<PyBool>() {
+        // bool before int: Python's bool is an int subclass.
+        out.extend_from_slice(if b.is_true() { b"true" } else { b"false" });
+    } else if let Ok(i) = value.cast::<PyInt>() {
         if let Ok(v) = i.extract::<i64>() {
-            return Ok(Json::Int(v));
-        }
-        if let Ok(v) = i.extract::<u64>() {
-            return Ok(Json::UInt(v));
-        }
-        return Err(UnsupportedValueError::new_err(
-            "Integer exceeds 64-bit range",
-        ));
-    }
-    if let Ok(f) = value.cast::<PyFloat>() {
-        return Ok(Json::Float(f.value()));
-    }
-    if let Ok(d) = value.cast::<PyDict>() {
-        let mut members = Vec::with_capacity(d.len());
-        for (k, v) in d.iter() {
-            let key = k
-                .cast::<PyString>()
-                .map_err(|_| UnsupportedValueError::new_err("Dict key must be str"))?;
-            members.push((
-                key.to_str()?.to_owned().into(),
-                to_json(&v, depth + 1, text_bytes)?,
+            out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+        } else if let Ok(v) = i.extract::<u64>() {
+            out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+        } else {
+            return Err(UnsupportedValueError::new_err(
+                "Integer exceeds 64-bit range",
             ));
         }
-        return Ok(Json::Object(members));
+    } else if let Ok(f) = value.cast::<PyFloat>() {
+        write_float(f.value(), out);
+    } else if let Ok(d) = value.cast::<PyDict>() {
+        write_dict(d, out, depth, &[], None)?;
+    } else if let Ok(l) = value.cast::<PyList>() {
+        write_array(l.iter(), out, depth)?;
+    } else if let Ok(t) = value.cast::<PyTuple>() {
+        write_array(t.iter(), out, depth)?;
+    } else {
+        return Err(UnsupportedValueError::new_err(format!(
+            "Type is not JSON serializable: {}",
+            value.get_type().name()?
+        )));
     }
-    if let Ok(l) = value.cast::<PyList>() {
-        return l
-            .iter()
-            .map(|item| to_json(&item, depth + 1, text_bytes))
-            .collect::<PyResult<_>>()
-            .map(Json::Array);
+    Ok(())
+}
+
+fn write_array<'py>(
+    items: impl Iterator<Item = Bound<'py, PyAny>>,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> PyResult<()> {
+    out.push(b'[');
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_value(&item, out, depth + 1)?;
     }
-    if let Ok(t) = value.cast::<PyTuple>() {
-        return t
-            .iter()
-            .map(|item| to_json(&item, depth + 1, text_bytes))
-            .collect::<PyResult<_>>()
-            .map(Json::Array);
-    }
-    Err(UnsupportedValueError::new_err(format!(
-        "Type is not JSON serializable: {}",
-        value.get_type().name()?
-    )))
+    out.push(b']');
+    Ok(())
 }

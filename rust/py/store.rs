@@ -1,11 +1,13 @@
 //! `DiskStore`: the disk tier's Rust store as a Python class. Disk I/O runs with the GIL released.
 
-use crate::store::record::{RecordMeta, KEY_LEN};
+use crate::store::record::{RecordMeta, ENCODING_TAGGED, KEY_LEN};
+use crate::store::value::{self, Builder, ValueError, Writer, MAX_DEPTH};
 use crate::store::{now_ms, Stats, Store, StoreError, VerifyReport};
-use pyo3::exceptions::{PyOSError, PyPermissionError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyPermissionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 /// The one place store errors become Python exceptions. I/O problems are `OSError` (with the errno), so
 /// the Python layer can catch them as one family and fall back to memory-only.
@@ -17,6 +19,12 @@ fn to_py(err: StoreError) -> PyErr {
         },
         StoreError::ReadOnly(_) => PyPermissionError::new_err(err.to_string()),
         StoreError::ValueTooLarge(_) => PyValueError::new_err(err.to_string()),
+    }
+}
+
+impl From<ValueError> for PyErr {
+    fn from(err: ValueError) -> PyErr {
+        PyValueError::new_err(err.to_string())
     }
 }
 
@@ -55,6 +63,7 @@ fn hex(key: &[u8; KEY_LEN]) -> String {
 #[pyclass(frozen, module = "turbodspy._core")]
 pub struct DiskStore {
     store: Store,
+    keys: Mutex<KeyCache>,
 }
 
 #[pymethods]
@@ -63,6 +72,7 @@ impl DiskStore {
     fn new(directory: PathBuf, size_limit_bytes: u64) -> Self {
         DiskStore {
             store: Store::new(directory, size_limit_bytes),
+            keys: Mutex::new(KeyCache::default()),
         }
     }
 
@@ -76,13 +86,13 @@ impl DiskStore {
         self.store.size_limit()
     }
 
-    /// The value bytes under `key`, or None; counted in the hit/miss statistics.
-    fn get<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    /// The record stored under `key`, or None; counted in the hit/miss statistics.
+    fn get<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
         self.lookup(py, key, true)
     }
 
     /// Like `get` but not counted in the statistics (for export and inspection).
-    fn peek<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    fn peek<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
         self.lookup(py, key, false)
     }
 
@@ -92,10 +102,19 @@ impl DiskStore {
         Ok(found.is_some())
     }
 
-    /// Stores `value` under `key`; `tokens` and `cost` (dollars) are what a later hit saves.
-    #[pyo3(signature = (key, value, tokens=0, cost=0.0))]
-    fn put(&self, py: Python<'_>, key: &str, value: &[u8], tokens: u64, cost: f64) -> PyResult<()> {
+    /// Stores the JSON-native `record` under `key`; `tokens` and `cost` (dollars) are what a later hit saves.
+    #[pyo3(signature = (key, record, tokens=0, cost=0.0))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        record: &Bound<'_, PyAny>,
+        tokens: u64,
+        cost: f64,
+    ) -> PyResult<()> {
         let key = parse_key(key)?;
+        let mut writer = Writer::default();
+        encode(record, &mut writer, 0)?;
         let cost_nanos = if cost.is_finite() && cost > 0.0 {
             (cost * 1e9).round() as u64
         } else {
@@ -106,7 +125,7 @@ impl DiskStore {
             tokens,
             cost_nanos,
         };
-        py.detach(|| self.store.put(&key, value, meta))
+        py.detach(|| self.store.put(&key, &writer.buf, meta))
             .map_err(to_py)
     }
 
@@ -141,7 +160,7 @@ impl DiskStore {
         let VerifyReport {
             ok,
             bad,
-            torn_tails,
+            interrupted_writes,
             damaged_slots,
             index_was_unreadable,
             index_rebuilt,
@@ -151,7 +170,7 @@ impl DiskStore {
         d.set_item("checked", ok + bad)?;
         d.set_item("ok", ok)?;
         d.set_item("bad", bad)?;
-        d.set_item("torn_tails", torn_tails)?;
+        d.set_item("interrupted_writes", interrupted_writes)?;
         d.set_item("damaged_index_slots", damaged_slots)?;
         d.set_item("index_was_unreadable", index_was_unreadable)?;
         d.set_item("index_rebuilt", index_rebuilt)?;
@@ -176,9 +195,162 @@ impl DiskStore {
         py: Python<'py>,
         key: &str,
         count: bool,
-    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let key = parse_key(key)?;
-        let found = py.detach(|| self.store.get(&key, count)).map_err(to_py)?;
-        Ok(found.map(|f| PyBytes::new(py, &f.value)))
+        // Reads are a few microseconds of mapped memory: keep the GIL unless another thread holds the store.
+        let found = match self.store.try_get(&key, count) {
+            Some(found) => found,
+            None => py.detach(|| self.store.get(&key, count)),
+        };
+        let Some(found) = found.map_err(to_py)? else {
+            return Ok(None);
+        };
+        if found.flags & 0xff != ENCODING_TAGGED {
+            return Ok(None);
+        }
+        // The record passed its checksum, so a decoding failure means a file forged to match: still a miss.
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(value::decode(
+            &found.value,
+            &mut Objects {
+                py,
+                keys: &mut keys,
+            },
+        )
+        .ok())
+    }
+}
+
+/// Encodes a JSON-native Python value; anything else is a `TypeError` naming the type.
+fn encode(v: &Bound<'_, PyAny>, w: &mut Writer, depth: usize) -> PyResult<()> {
+    if depth > MAX_DEPTH {
+        return Err(PyValueError::new_err(format!(
+            "cache record nests deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    if v.is_none() {
+        w.null();
+    } else if let Ok(s) = v.cast::<PyString>() {
+        w.str(s.to_str()?);
+    } else if let Ok(b) = v.cast::<PyBool>() {
+        // Before int: Python's bool is an int subclass.
+        w.bool(b.is_true());
+    } else if let Ok(i) = v.cast::<PyInt>() {
+        match i.extract::<i64>() {
+            Ok(n) => w.int(n),
+            Err(_) => w.big_int(i.str()?.to_str()?),
+        }
+    } else if let Ok(f) = v.cast::<PyFloat>() {
+        w.float(f.value());
+    } else if let Ok(d) = v.cast::<PyDict>() {
+        w.object(d.len());
+        for (k, item) in d.iter() {
+            let name = k.cast::<PyString>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "cache records must be JSON-native: a dict key is {}, not str",
+                    k.get_type()
+                        .name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default()
+                ))
+            })?;
+            w.key(name.to_str()?);
+            encode(&item, w, depth + 1)?;
+        }
+    } else if let Ok(l) = v.cast::<PyList>() {
+        w.list(l.len());
+        for item in l.iter() {
+            encode(&item, w, depth + 1)?;
+        }
+    } else if let Ok(t) = v.cast::<PyTuple>() {
+        w.list(t.len());
+        for item in t.iter() {
+            encode(&item, w, depth + 1)?;
+        }
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "cache records must be JSON-native (dict, list, str, int, float, bool, None), got {}",
+            v.get_type().name()?
+        )));
+    }
+    Ok(())
+}
+
+/// Decodes straight into Python objects.
+struct Objects<'py, 'k> {
+    py: Python<'py>,
+    keys: &'k mut KeyCache,
+}
+
+/// Member names repeat in every record ("choices", "message", "content", ...): reusing their `str` objects
+/// skips creating and hashing them again (a `str` caches its hash). Direct-mapped: a clash just replaces.
+struct KeyCache {
+    slots: Vec<Option<(Box<str>, Py<PyString>)>>,
+}
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        KeyCache {
+            slots: (0..KEY_CACHE_SLOTS).map(|_| None).collect(),
+        }
+    }
+}
+
+const KEY_CACHE_SLOTS: usize = 512;
+const KEY_CACHE_MAX_LEN: usize = 48;
+
+impl KeyCache {
+    fn get<'py>(&mut self, py: Python<'py>, key: &str) -> Bound<'py, PyString> {
+        let b = key.as_bytes();
+        if b.is_empty() || b.len() > KEY_CACHE_MAX_LEN {
+            return PyString::new(py, key);
+        }
+        // FNV-1a: member names are short, so hashing all their bytes costs a few nanoseconds.
+        let mix = b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| {
+            (h ^ u64::from(c)).wrapping_mul(0x100_0000_01b3)
+        });
+        let slot = &mut self.slots[(mix % KEY_CACHE_SLOTS as u64) as usize];
+        if let Some((cached, s)) = slot {
+            if **cached == *key {
+                return s.bind(py).clone();
+            }
+        }
+        let s = PyString::new(py, key);
+        *slot = Some((key.into(), s.clone().unbind()));
+        s
+    }
+}
+
+impl<'py> Builder for Objects<'py, '_> {
+    type Value = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn null(&mut self) -> PyResult<Self::Value> {
+        Ok(self.py.None().into_bound(self.py))
+    }
+    fn bool(&mut self, v: bool) -> PyResult<Self::Value> {
+        Ok(PyBool::new(self.py, v).to_owned().into_any())
+    }
+    fn int(&mut self, v: i64) -> PyResult<Self::Value> {
+        Ok(v.into_pyobject(self.py)?.into_any())
+    }
+    fn big_int(&mut self, digits: &str) -> PyResult<Self::Value> {
+        self.py.get_type::<PyInt>().call1((digits,))
+    }
+    fn float(&mut self, v: f64) -> PyResult<Self::Value> {
+        Ok(PyFloat::new(self.py, v).into_any())
+    }
+    fn str(&mut self, v: &str) -> PyResult<Self::Value> {
+        Ok(PyString::new(self.py, v).into_any())
+    }
+    fn list(&mut self, items: Vec<Self::Value>) -> PyResult<Self::Value> {
+        Ok(PyList::new(self.py, items)?.into_any())
+    }
+    fn object(&mut self, _len: usize) -> PyResult<Self::Value> {
+        Ok(PyDict::new(self.py).into_any())
+    }
+    fn set(&mut self, object: &Self::Value, key: &str, value: Self::Value) -> PyResult<()> {
+        let key = self.keys.get(self.py, key);
+        object.cast::<PyDict>()?.set_item(key, value)
     }
 }

@@ -10,6 +10,7 @@
 pub mod index;
 pub mod record;
 pub mod segment;
+pub mod value;
 
 use fs4::FileExt;
 use index::{Counter, Index, Location};
@@ -20,7 +21,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const INDEX_FILE: &str = "index.tdi";
@@ -78,8 +79,8 @@ pub struct VerifyReport {
     pub ok: u64,
     /// Damaged byte ranges (each counts once), copied to `quarantine/` and dropped from the index.
     pub bad: u64,
-    /// Records cut short by a writer that died mid-append (harmless; reported for completeness).
-    pub torn_tails: u64,
+    /// Records cut short by a writer that died mid-append (harmless: never indexed; reported for completeness).
+    pub interrupted_writes: u64,
     pub damaged_slots: u64,
     pub index_was_unreadable: bool,
     pub index_rebuilt: bool,
@@ -127,19 +128,14 @@ impl Segments {
     }
 }
 
-struct Writer {
-    /// The process that opened `lock`: a forked child shares the parent's open file description, and
-    /// with it the parent's `flock`, so it must open its own.
-    pid: u32,
-    lock: Arc<File>,
-    active: Option<(u32, File)>,
-}
-
 #[derive(Default)]
 struct State {
     index: Option<MappedIndex>,
     segments: Segments,
-    writer: Option<Writer>,
+    /// The segment this process appends to, with its file open for appending.
+    active: Option<(u32, File)>,
+    /// The process that opened `active` (a forked child reopens it).
+    writer_pid: u32,
     /// Counted here when the index cannot be written (a read-only cache).
     local_hits: u64,
     local_misses: u64,
@@ -150,6 +146,8 @@ pub struct Store {
     dir: PathBuf,
     size_limit: u64,
     state: Mutex<State>,
+    /// The lock file, with the id of the process that opened it.
+    write_gate: Mutex<Option<(u32, File)>>,
 }
 
 pub fn now_ms() -> u64 {
@@ -163,6 +161,7 @@ pub fn now_ms() -> u64 {
 pub struct Found {
     pub value: Vec<u8>,
     pub meta: RecordMeta,
+    pub flags: u32,
 }
 
 impl Store {
@@ -171,6 +170,7 @@ impl Store {
             dir: dir.into(),
             size_limit,
             state: Mutex::new(State::default()),
+            write_gate: Mutex::new(None),
         }
     }
 
@@ -197,6 +197,9 @@ impl Store {
             if mapped.view().is_some_and(|v| !v.is_retired()) {
                 return Ok(());
             }
+            // A new index may have dropped whole segments (eviction, clear): unmap ours so deleted files
+            // do not keep their disk space; the ones still in use are mapped again on demand.
+            st.segments.maps.clear();
         }
         st.index = None;
         let path = self.index_path();
@@ -229,9 +232,22 @@ impl Store {
     /// The value stored under `key`, or None. A record that fails its checksum is skipped and counted.
     /// `count` records the lookup in the hit/miss statistics.
     pub fn get(&self, key: &[u8; KEY_LEN], count: bool) -> Result<Option<Found>> {
-        let mut st = self.state();
-        self.refresh_index(&mut st)?;
-        let st = &mut *st;
+        self.get_in(&mut self.state(), key, count)
+    }
+
+    /// Like `get`, or None at once if another thread of this process is using the store (a caller holding
+    /// Python's GIL then waits with the GIL released).
+    pub fn try_get(&self, key: &[u8; KEY_LEN], count: bool) -> Option<Result<Option<Found>>> {
+        let mut st = match self.state.try_lock() {
+            Ok(st) => st,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(self.get_in(&mut st, key, count))
+    }
+
+    fn get_in(&self, st: &mut State, key: &[u8; KEY_LEN], count: bool) -> Result<Option<Found>> {
+        self.refresh_index(st)?;
         let Some(mapped) = &st.index else {
             if count {
                 st.local_misses += 1;
@@ -246,10 +262,11 @@ impl Store {
         let dir = &self.dir;
         let segments = &mut st.segments;
         view.find(key, |loc| match read_record(segments, dir, loc) {
-            Some(Ok((k, value, meta))) if k == key => {
+            Some(Ok((k, value, meta, flags))) if k == key => {
                 found = Some(Found {
                     value: value.to_vec(),
                     meta,
+                    flags,
                 });
                 true
             }
@@ -289,16 +306,15 @@ impl Store {
             return Err(StoreError::ValueTooLarge(value.len()));
         }
         let mut buf = Vec::with_capacity(record::encoded_len(value.len()));
-        record::encode(key, value, meta, record::ENCODING_JSON, &mut buf);
-        let mut st = self.state();
-        self.locked(&mut st, |st| {
+        record::encode(key, value, meta, record::ENCODING_TAGGED, &mut buf);
+        self.locked(|st| {
             self.index_for_write(st)?;
             let existing = {
                 let view = st.index.as_ref().and_then(MappedIndex::view).expect("index_for_write opened it");
                 let segments = &mut st.segments;
                 let mut same = false;
                 let slot = view.find(key, |loc| match read_record(segments, &self.dir, loc) {
-                    Some(Ok((k, v, _))) if k == key => {
+                    Some(Ok((k, v, _, _))) if k == key => {
                         same = v == value;
                         true
                     }
@@ -321,7 +337,7 @@ impl Store {
                     let view = st.index.as_ref().and_then(MappedIndex::view).expect("rebuilt");
                     let segments = &mut st.segments;
                     view.find(key, |loc| {
-                        matches!(read_record(segments, &self.dir, loc), Some(Ok((k, _, _))) if k == key)
+                        matches!(read_record(segments, &self.dir, loc), Some(Ok((k, _, _, _))) if k == key)
                     })
                     .map(|s| s.0)
                 }
@@ -337,15 +353,20 @@ impl Store {
     }
 
     /// Runs `f` holding the exclusive file lock (and this process's state lock, held by the caller).
-    fn locked<R>(&self, st: &mut State, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
-        if st
-            .writer
+    /// Runs `f` holding the exclusive file lock, then this process's state lock. The state lock is taken
+    /// last so readers in this process never wait while a writer waits for another process.
+    fn locked<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
+        // One writer per process at a time: threads share the lock file's open description, and with it
+        // the flock, so the flock alone cannot keep them apart.
+        let mut gate = self.write_gate.lock().unwrap_or_else(|e| e.into_inner());
+        if gate
             .as_ref()
-            .is_some_and(|w| w.pid != std::process::id())
+            .is_some_and(|(pid, _)| *pid != std::process::id())
         {
-            st.writer = None;
+            // A forked child inherited the parent's open description; it needs its own.
+            *gate = None;
         }
-        if st.writer.is_none() {
+        if gate.is_none() {
             fs::create_dir_all(&self.dir)
                 .map_err(io_err("cannot create the cache directory", &self.dir))?;
             let path = self.dir.join(LOCK_FILE);
@@ -356,18 +377,20 @@ impl Store {
                 .truncate(false)
                 .open(&path)
                 .map_err(io_err("cannot open the cache lock file", &path))?;
-            st.writer = Some(Writer {
-                pid: std::process::id(),
-                lock: Arc::new(lock),
-                active: None,
-            });
+            *gate = Some((std::process::id(), lock));
         }
-        let lock = st.writer.as_ref().expect("set above").lock.clone();
+        let (_, lock) = gate.as_ref().expect("set above");
         // Fully qualified: std's File::lock (Rust 1.89) would shadow fs4's method and raise the MSRV.
-        FileExt::lock(&*lock)
-            .map_err(io_err("cannot lock the cache", &self.dir.join(LOCK_FILE)))?;
-        let result = f(st);
-        let _ = FileExt::unlock(&*lock);
+        FileExt::lock(lock).map_err(io_err("cannot lock the cache", &self.dir.join(LOCK_FILE)))?;
+        let result = {
+            let mut st = self.state();
+            if st.writer_pid != std::process::id() {
+                st.active = None;
+                st.writer_pid = std::process::id();
+            }
+            f(&mut st)
+        };
+        let _ = FileExt::unlock(lock);
         result
     }
 
@@ -395,20 +418,23 @@ impl Store {
 
     /// Appends an encoded record to the active segment (rolling to a new one when it is full).
     fn append(&self, st: &mut State, buf: &[u8]) -> Result<Location> {
-        let view = st
-            .index
+        let State {
+            index,
+            active: writer_active,
+            ..
+        } = st;
+        let view = index
             .as_ref()
             .and_then(MappedIndex::view)
             .expect("index open");
-        let writer = st.writer.as_mut().expect("locked");
         let mut active = view.get(Counter::ActiveSegment) as u32;
-        if writer.active.as_ref().map(|a| a.0) != Some(active) {
-            writer.active = None;
+        if writer_active.as_ref().map(|a| a.0) != Some(active) {
+            *writer_active = None;
             if active != 0 {
-                writer.active = open_segment(&self.dir, active, false)?.map(|f| (active, f));
+                *writer_active = open_segment(&self.dir, active, false)?.map(|f| (active, f));
             }
         }
-        let mut len = match &writer.active {
+        let mut len = match writer_active {
             Some((_, f)) => f
                 .metadata()
                 .map_err(io_err("cannot stat a cache segment", &self.dir))?
@@ -417,7 +443,7 @@ impl Store {
         };
         let full = len + buf.len() as u64 > self.segment_target()
             && len > segment::SEGMENT_HEADER_LEN as u64;
-        if writer.active.is_none() || full {
+        if writer_active.is_none() || full {
             active = (view.get(Counter::NextSegment) as u32)
                 .max(active + 1)
                 .max(1);
@@ -429,9 +455,9 @@ impl Store {
                 .len();
             view.add(Counter::DataBytes, len);
             view.set(Counter::ActiveSegment, u64::from(active));
-            writer.active = Some((active, file));
+            *writer_active = Some((active, file));
         }
-        let (_, file) = writer.active.as_mut().expect("set above");
+        let (_, file) = writer_active.as_mut().expect("set above");
         let path = segment::path(&self.dir, active);
         // A writer killed mid-append leaves a torn tail; pad past it so records stay aligned for scans.
         let pad = (record::ALIGN as u64 - len % record::ALIGN as u64) % record::ALIGN as u64;
@@ -588,7 +614,7 @@ impl Store {
                             self.quarantine(id, offset, &map[offset..offset + len])?;
                         }
                     }
-                    segment::Scanned::TornTail { .. } => report.torn_tails += 1,
+                    segment::Scanned::Interrupted { .. } => report.interrupted_writes += 1,
                 }
             }
         }
@@ -683,7 +709,7 @@ impl Store {
             st.segments.maps.remove(&id);
             if id == active {
                 view.set(Counter::ActiveSegment, 0);
-                st.writer.as_mut().expect("locked").active = None;
+                st.active = None;
             }
         }
         Ok(())
@@ -691,8 +717,7 @@ impl Store {
 
     /// Empties the store. Concurrent readers see either old entries or none, never a fault.
     pub fn clear(&self) -> Result<()> {
-        let mut st = self.state();
-        self.locked(&mut st, |st| {
+        self.locked(|st| {
             self.refresh_index(st)?;
             let old = st.index.take();
             let old_view = old.as_ref().and_then(MappedIndex::view);
@@ -710,7 +735,7 @@ impl Store {
             }
             let _ = fs::remove_dir_all(self.dir.join(QUARANTINE_DIR));
             st.segments.maps.clear();
-            st.writer.as_mut().expect("locked").active = None;
+            st.active = None;
             st.local_hits = 0;
             st.local_misses = 0;
             Ok(())
@@ -720,8 +745,7 @@ impl Store {
     /// Checks every record of every segment, copies damaged bytes to `quarantine/`, and rebuilds the index
     /// from the good records when anything was wrong with it.
     pub fn verify(&self) -> Result<VerifyReport> {
-        let mut st = self.state();
-        self.locked(&mut st, |st| {
+        self.locked(|st| {
             self.refresh_index(st)?;
             if st.index.as_ref().is_some_and(|m| !m.writable) {
                 return Err(StoreError::ReadOnly(self.index_path()));
@@ -777,7 +801,7 @@ impl Store {
         };
         let mut keys = vec![];
         for (_, _, loc) in view.live() {
-            if let Some(Ok((key, _, _))) = read_record(&mut st.segments, &self.dir, loc) {
+            if let Some(Ok((key, _, _, _))) = read_record(&mut st.segments, &self.dir, loc) {
                 keys.push(*key);
             }
         }
@@ -785,7 +809,7 @@ impl Store {
     }
 }
 
-type Decoded<'a> = (&'a [u8; KEY_LEN], &'a [u8], RecordMeta);
+type Decoded<'a> = (&'a [u8; KEY_LEN], &'a [u8], RecordMeta, u32);
 
 /// The record at `loc`: None if its segment is gone or shorter than the slot says (a stale index),
 /// Err if the bytes are there but damaged.
@@ -798,7 +822,7 @@ fn read_record<'s>(
     let bytes = segments.bytes(dir, loc.segment, end)?;
     let bytes = &bytes[loc.offset as usize..end as usize];
     Some(match record::decode(bytes) {
-        Ok((r, len)) if len == bytes.len() => Ok((r.key, r.value, r.meta)),
+        Ok((r, len)) if len == bytes.len() => Ok((r.key, r.value, r.meta, r.flags)),
         _ => Err(()),
     })
 }

@@ -12,8 +12,8 @@ pub const ALIGN: usize = 8;
 /// Values are provider responses (1–100 KB); anything this large is a caller bug, not a response.
 pub const MAX_VALUE_LEN: usize = 256 * 1024 * 1024;
 
-/// Encoding of the value bytes (the low byte of `flags`).
-pub const ENCODING_JSON: u32 = 0;
+/// Encoding of the value bytes (the low byte of `flags`): the tagged binary form of `value.rs`.
+pub const ENCODING_TAGGED: u32 = 1;
 
 /// What the store keeps beside the value, so statistics can tell what a hit saved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -45,8 +45,8 @@ pub enum Scanned<'a> {
     },
     /// Bytes between good records that do not decode: damage.
     Bad { offset: usize, len: usize },
-    /// A record cut short at the end of the file: a writer that died mid-append.
-    TornTail { offset: usize, len: usize },
+    /// A record cut short: a writer died mid-append (later appends may follow it).
+    Interrupted { offset: usize, len: usize },
 }
 
 /// Walks every record of a mapped segment. After damage it resynchronises on the next aligned offset
@@ -82,8 +82,8 @@ pub fn scan(bytes: &[u8]) -> impl Iterator<Item = Scanned<'_>> {
                 let next = if resynced { next } else { bytes.len() };
                 at = next;
                 let len = next - start;
-                if !resynced && is_torn_tail(&bytes[start..]) {
-                    Some(Scanned::TornTail { offset: start, len })
+                if is_interrupted(&bytes[start..], len, resynced) {
+                    Some(Scanned::Interrupted { offset: start, len })
                 } else {
                     Some(Scanned::Bad { offset: start, len })
                 }
@@ -92,14 +92,17 @@ pub fn scan(bytes: &[u8]) -> impl Iterator<Item = Scanned<'_>> {
     })
 }
 
-/// True if `rest` starts like a record but its declared length runs past the end.
-fn is_torn_tail(rest: &[u8]) -> bool {
+/// True if the undecodable region (`len` bytes at the start of `rest`, followed by a good record if
+/// `resynced`) starts like a record whose declared length runs past the region: what a killed writer leaves.
+/// A flipped byte elsewhere in a record leaves its declared length intact, so it counts as damage.
+fn is_interrupted(rest: &[u8], len: usize, resynced: bool) -> bool {
     match record::declared_len(rest) {
-        Some(len) => len > rest.len(),
-        // A header cut before its length field, or zeros from a file extended but never written.
+        Some(declared) => declared > len,
+        // At the end of the file: a header cut before its length field.
         None => {
-            rest.len() < record::HEADER_LEN
-                && (rest.len() < 4 || rest[..4] == RECORD_MAGIC.to_le_bytes())
+            !resynced
+                && len < record::HEADER_LEN
+                && (len < 4 || rest[..4] == RECORD_MAGIC.to_le_bytes())
         }
     }
 }

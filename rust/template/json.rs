@@ -84,6 +84,8 @@ struct Parser<'a> {
     pos: usize,
     /// Strict JSON only (RFC 8259); otherwise repair what models commonly get wrong.
     strict: bool,
+    /// The open containers (`{` or `[`), innermost last.
+    open: Vec<u8>,
 }
 
 impl<'a> Parser<'a> {
@@ -93,6 +95,7 @@ impl<'a> Parser<'a> {
             bytes: text.as_bytes(),
             pos: 0,
             strict,
+            open: Vec::new(),
         }
     }
 
@@ -137,10 +140,18 @@ impl<'a> Parser<'a> {
         }
         self.skip_ws();
         match self.peek()? {
-            b'{' => self.object(depth),
-            b'[' => self.array(depth),
-            b'"' => self.string(b'"').map(Json::Str),
-            b'\'' if !self.strict => self.string(b'\'').map(Json::Str),
+            open @ (b'{' | b'[') => {
+                self.open.push(open);
+                let value = if open == b'{' {
+                    self.object(depth)
+                } else {
+                    self.array(depth)
+                };
+                self.open.pop();
+                value
+            }
+            b'"' => self.value_string(b'"').map(Json::Str),
+            b'\'' if !self.strict => self.value_string(b'\'').map(Json::Str),
             b'-' | b'0'..=b'9' => self.number(),
             _ => self.word(),
         }
@@ -174,6 +185,10 @@ impl<'a> Parser<'a> {
             }
             let key = self.key()?;
             self.skip_ws();
+            if self.peek().is_none() && !self.strict {
+                // The text stops inside a key: that member never started.
+                return Some(Json::Object(members));
+            }
             if self.peek() == Some(b':') {
                 self.pos += 1;
             } else if self.strict {
@@ -244,6 +259,44 @@ impl<'a> Parser<'a> {
             if self.pos == before {
                 self.pos += 1;
             }
+        }
+    }
+
+    /// A string value. Models often leave quotes unescaped inside values (`"say "hi" now"`), so in
+    /// lenient mode a quote only closes the string when what follows could follow a value.
+    fn value_string(&mut self, quote: u8) -> Option<String> {
+        if self.strict {
+            return self.string(quote);
+        }
+        let mut out = String::new();
+        loop {
+            let part = self.string(quote)?;
+            out.push_str(&part);
+            if self.bytes.get(self.pos - 1) != Some(&quote) || self.closes_value(self.pos) {
+                return Some(out);
+            }
+            // The quote was text: keep it and read on to the next quote.
+            out.push(quote as char);
+            self.pos -= 1;
+        }
+    }
+
+    /// Whether the text at `at` (just after a closing quote) can follow a value.
+    fn closes_value(&self, at: usize) -> bool {
+        let rest = self.text[at..].trim_start();
+        match rest.as_bytes().first() {
+            None | Some(b':') => true,
+            Some(b'}') => self.open.last() == Some(&b'{'),
+            Some(b']') => self.open.last() == Some(&b'['),
+            // A missing comma before the next key: `"a": "b" "c": 2`.
+            Some(&q @ (b'"' | b'\'')) => rest[1..]
+                .find(q as char)
+                .is_some_and(|end| rest[1 + end + 1..].trim_start().starts_with(':')),
+            Some(b',') => matches!(
+                rest[1..].trim_start().as_bytes().first(),
+                None | Some(b'"' | b'\'' | b'{' | b'}' | b'[' | b']' | b'-' | b'0'..=b'9')
+            ),
+            _ => false,
         }
     }
 
@@ -452,6 +505,12 @@ mod tests {
         assert_eq!(obj("{\"a\": True}"), one("a", Json::Bool(true)));
         assert_eq!(obj("{\"a\": \"x\ny\"}"), one("a", Json::Str("x\ny".into())));
         assert_eq!(obj("{\"a\": 1e400}"), one("a", Json::Float(f64::INFINITY)));
+        assert_eq!(obj("{\"a\": 1, \"b"), a1);
+        assert_eq!(
+            obj("{\"a\": \"He said \"no\", then left\"}"),
+            one("a", Json::Str("He said \"no\", then left".into()))
+        );
+        assert_eq!(obj("{'a': '['q']'}"), one("a", Json::Str("['q']".into())));
         assert_eq!(
             obj("{\"a\": \"\\u00e9\\ud83d\\ude00\"}"),
             one("a", Json::Str("é😀".into()))

@@ -8,7 +8,6 @@ dictionary lookup and one history entry.
 from __future__ import annotations
 
 import copy
-import datetime
 import importlib
 import warnings
 from typing import TYPE_CHECKING, Any, TextIO
@@ -17,9 +16,11 @@ import turbodspy as _package
 from turbodspy import _core
 from turbodspy.clients import single_flight
 from turbodspy.clients.cache import IGNORED_KEY_ARGS, CacheEntry
-from turbodspy.clients.history import CallHistory, pretty_print_history, record_history
+from turbodspy.clients.history import CallHistory, pretty_print_history, record_history, timestamp
 from turbodspy.clients.response import CachedResponse, get_field, response_to_data
+from turbodspy.clients.secrets import without_credentials
 from turbodspy.settings import current as current_settings
+from turbodspy.settings import current_overrides, global_config
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -76,7 +77,7 @@ class BaseLM:
 
     def __call__(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> list:
         """Call the LM with a prompt or a list of messages; returns the list of outputs (one per choice)."""
-        config = current_settings()
+        config = current_overrides() or global_config
         if self.callbacks or config["callbacks"]:
             return self._call_observed(prompt, messages=messages, **kwargs)
         return self._call(prompt, messages, kwargs, config)
@@ -118,15 +119,17 @@ class BaseLM:
         return await asyncio.to_thread(self.forward, prompt=prompt, messages=messages, **kwargs)
 
     def _call(self, prompt: Any, messages: Any, kwargs: dict[str, Any], config: dict[str, Any]) -> list:
-        call = self._prepare(prompt, messages, kwargs, asynchronous=False)
-        if call.cache is None:
+        merged, request, cache, key = self._prepare(prompt, messages, kwargs, asynchronous=False)
+        if cache is not None:
+            entry = cache.lookup(key)
+            if entry is not None:
+                return self._finish_hit(prompt, messages, kwargs, merged, entry, config)
+        call = PreparedCall(prompt, messages, kwargs, merged, request, cache, key)
+        if cache is None:
             return self._finish(call, self._fetch(call), None, config)
-        entry = call.cache.lookup(call.key)
-        if entry is not None:
-            return self._finish_hit(call, entry, config)
-        leader, future = single_flight.claim(call.key)
+        leader, future = single_flight.claim(key)
         if not leader:
-            return self._finish_hit(call, future.result(), config)
+            return self._finish_waiter(call, future.result(), config)
         try:
             return self._finish(call, self._fetch(call), future, config)
         except BaseException as exc:
@@ -134,20 +137,22 @@ class BaseLM:
                 future.set_exception(exc)
             raise
         finally:
-            single_flight.release(call.key)
+            single_flight.release(key)
 
     async def _acall(self, prompt: Any, messages: Any, kwargs: dict[str, Any], config: dict[str, Any]) -> list:
-        call = self._prepare(prompt, messages, kwargs, asynchronous=True)
-        if call.cache is None:
+        merged, request, cache, key = self._prepare(prompt, messages, kwargs, asynchronous=True)
+        if cache is not None:
+            entry = cache.lookup(key)
+            if entry is not None:
+                return self._finish_hit(prompt, messages, kwargs, merged, entry, config)
+        call = PreparedCall(prompt, messages, kwargs, merged, request, cache, key)
+        if cache is None:
             return self._finish(call, await self._afetch(call), None, config)
-        entry = call.cache.lookup(call.key)
-        if entry is not None:
-            return self._finish_hit(call, entry, config)
-        leader, future = single_flight.claim(call.key)
+        leader, future = single_flight.claim(key)
         if not leader:
             import asyncio
 
-            return self._finish_hit(call, await asyncio.wrap_future(future), config)
+            return self._finish_waiter(call, await asyncio.wrap_future(future), config)
         try:
             return self._finish(call, await self._afetch(call), future, config)
         except BaseException as exc:
@@ -155,9 +160,10 @@ class BaseLM:
                 future.set_exception(exc)
             raise
         finally:
-            single_flight.release(call.key)
+            single_flight.release(key)
 
-    def _prepare(self, prompt: Any, messages: Any, kwargs: dict[str, Any], asynchronous: bool) -> PreparedCall:
+    def _prepare(self, prompt: Any, messages: Any, kwargs: dict[str, Any], asynchronous: bool) -> tuple:
+        """(merged kwargs, request, cache or None, key or None) for a call."""
         use_cache = kwargs.pop("cache", self.cache)
         merged = {**self.kwargs, **kwargs}
         if "rollout_id" in merged:
@@ -166,16 +172,18 @@ class BaseLM:
             else:
                 self._warn_zero_temp_rollout(merged.get("temperature"), merged["rollout_id"])
         request = {"model": self.model, "messages": messages or [{"role": "user", "content": prompt}], **merged}
-        call = PreparedCall(prompt, messages, kwargs, merged, request)
         if use_cache:
             cache = _package.cache
             if cache.enabled:  # an attribute, not a property: this is the hot path
+                identifier = self._cache_identifier(asynchronous)
                 try:
-                    call.key = cache.cache_key(request, IGNORED_KEY_ARGS, self._cache_identifier(asynchronous))
-                    call.cache = cache
-                except (TypeError, ValueError):
-                    pass  # a request that is not data goes uncached, as in DSPy
-        return call
+                    return merged, request, cache, _core.request_key(request, IGNORED_KEY_ARGS, identifier)
+                except _core.UnsupportedValueError:
+                    try:  # pydantic models and callables get DSPy's treatment first
+                        return merged, request, cache, cache.cache_key(request, IGNORED_KEY_ARGS, identifier)
+                    except (TypeError, ValueError):
+                        pass  # a request that is not data goes uncached, as in DSPy
+        return merged, request, None, None
 
     def _cache_identifier(self, asynchronous: bool) -> str:
         cls = type(self)
@@ -196,7 +204,9 @@ class BaseLM:
             future.set_result(self._store(call, response, usage, cost, outputs))
         if config["track_usage"] and config["usage_tracker"] is not None:
             config["usage_tracker"].add_usage(self.model, usage)
-        self._record(call, response, get_field(response, "model", None), outputs, usage, cost, config)
+        if not config["disable_history"]:
+            model = get_field(response, "model", None)
+            self._record(call.prompt, call.messages, call.kwargs, response, model, outputs, usage, cost, config)
         return _copy_outputs(outputs)
 
     def _store(self, call: PreparedCall, response: Any, usage: dict, cost: Any, outputs: list) -> CacheEntry | None:
@@ -209,34 +219,57 @@ class BaseLM:
         entry.derived = _Derived(CachedResponse(data, cost), outputs)
         return entry
 
-    def _finish_hit(self, call: PreparedCall, entry: CacheEntry | None, config: dict[str, Any]) -> list:
+    def _finish_waiter(self, call: PreparedCall, entry: CacheEntry | None, config: dict[str, Any]) -> list:
+        """Another caller fetched this request while we waited: its entry is our cache hit."""
         if entry is None:  # the leader's response could not be cached: ask again
             return self._finish(call, self._fetch(call), None, config)
+        return self._finish_hit(call.prompt, call.messages, call.kwargs, call.merged, entry, config)
+
+    def _finish_hit(
+        self, prompt: Any, messages: Any, kwargs: dict, merged: dict, entry: CacheEntry, config: dict[str, Any]
+    ) -> list:
         derived = entry.derived
         if derived is None:
             record = entry.record
             response = CachedResponse(record["response"], record.get("cost"))
-            derived = entry.derived = _Derived(response, self._outputs(response, call.merged))
-        self._record(call, derived.response, derived.response_model, derived.outputs, {}, derived.cost, config)
+            derived = entry.derived = _Derived(response, self._outputs(response, merged))
+        if not config["disable_history"]:
+            self._record(
+                prompt,
+                messages,
+                kwargs,
+                derived.response,
+                derived.response_model,
+                derived.outputs,
+                {},
+                derived.cost,
+                config,
+            )
         return _copy_outputs(derived.outputs) if derived.has_dicts else list(derived.outputs)
 
     def _record(
-        self, call: PreparedCall, response: Any, response_model: Any, outputs: Any, usage: dict, cost: Any, config: dict
+        self,
+        prompt: Any,
+        messages: Any,
+        kwargs: dict,
+        response: Any,
+        response_model: Any,
+        outputs: Any,
+        usage: dict,
+        cost: Any,
+        config: dict,
     ) -> None:
-        if config["disable_history"]:
-            return
-        kwargs = call.kwargs
-        if kwargs:
-            kwargs = {k: v for k, v in kwargs.items() if not k.startswith("api_")}
+        if kwargs:  # as DSPy, history leaves out every api_* argument; credential headers go too
+            kwargs = without_credentials({k: v for k, v in kwargs.items() if not k.startswith("api_")})
         entry = {
-            "prompt": call.prompt,
-            "messages": call.messages,
+            "prompt": prompt,
+            "messages": messages,
             "kwargs": kwargs,
             "response": response,
             "outputs": list(outputs),
             "usage": usage,
             "cost": cost,
-            "timestamp": datetime.datetime.now().isoformat(),
+            "timestamp": timestamp(),
             "uuid": _core.call_id(),
             "model": self.model,
             "response_model": response_model,
@@ -285,7 +318,7 @@ class BaseLM:
 
     def dump_state(self) -> dict[str, Any]:
         """The LM's settings as data (no API key), for `load_state` and saved programs."""
-        kwargs = {k: v for k, v in self.kwargs.items() if k not in ("api_key", LM_CLASS_STATE_KEY)}
+        kwargs = {k: v for k, v in without_credentials(self.kwargs).items() if k != LM_CLASS_STATE_KEY}
         return {
             LM_CLASS_STATE_KEY: _class_path(type(self)),
             "model": self.model,
@@ -349,14 +382,14 @@ class PreparedCall:
 
     __slots__ = ("cache", "key", "kwargs", "merged", "messages", "prompt", "request")
 
-    def __init__(self, prompt: Any, messages: Any, kwargs: dict, merged: dict, request: dict):
+    def __init__(self, prompt: Any, messages: Any, kwargs: dict, merged: dict, request: dict, cache: Any, key: Any):
         self.prompt = prompt
         self.messages = messages
         self.kwargs = kwargs
         self.merged = merged
         self.request = request
-        self.cache: Any = None
-        self.key: str = ""
+        self.cache = cache
+        self.key = key
 
 
 def _class_path(cls: type) -> str:

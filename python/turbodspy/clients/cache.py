@@ -22,7 +22,7 @@ from turbodspy import _core
 
 logger = logging.getLogger(__name__)
 
-IGNORED_KEY_ARGS = ["api_key", "api_base", "base_url"]
+IGNORED_KEY_ARGS = ("api_key", "api_base", "base_url")
 DEFAULT_MEMORY_MAX_BYTES = 1024**3
 
 
@@ -247,7 +247,7 @@ def request_cache(
     maxsize: int | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Cache a function's results by its request argument (or all its kwargs), as DSPy's decorator does."""
-    ignored = list(ignored_args_for_cache_key or IGNORED_KEY_ARGS)
+    ignored = tuple(ignored_args_for_cache_key or IGNORED_KEY_ARGS)
 
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
         identifier = f"{fn.__module__}.{fn.__qualname__}"

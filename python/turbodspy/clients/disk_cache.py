@@ -1,12 +1,12 @@
 """The disk tier of the LM cache: a cache directory many processes share, stored by the Rust `DiskStore`.
 
-Values are JSON (never pickle), every record is checksummed, and a directory that cannot be used (read-only,
-full, a network filesystem) turns into one warning and memory-only operation instead of an error.
+Records are JSON-native data in a compact tagged binary form (never pickle), every record is checksummed, and a
+directory that cannot be used (read-only, full, a network filesystem) turns into one warning and memory-only
+operation instead of an error.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import warnings
@@ -53,12 +53,12 @@ def _filesystem_type(path: Path) -> str | None:
     try:
         with open("/proc/self/mounts", encoding="utf-8") as f:
             mounts = [line.split() for line in f]
+        probe = path.absolute()
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        probe = probe.resolve()
     except OSError:
         return None
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    probe = probe.resolve()
     best, fstype = -1, None
     for fields in mounts:
         if len(fields) < 3:
@@ -82,13 +82,6 @@ def _tokens_and_cost(record: dict[str, Any]) -> tuple[int, float]:
     cost = record.get("cost")
     cost = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else 0.0
     return max(tokens, 0), cost
-
-
-def encode_record(record: dict[str, Any]) -> bytes:
-    """The stored form of a record: compact UTF-8 JSON."""
-    if not isinstance(record, dict):
-        raise TypeError(f"a cache record must be a dict, got {type(record).__name__}")
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class DiskCache:
@@ -150,27 +143,25 @@ class DiskCache:
         if store is None:
             return None
         try:
-            raw = store.get(key)
+            record = store.get(key)
         except OSError as e:
             self._disable(self._reason(e))
-            return None
-        if raw is None:
-            return None
-        try:
-            record = json.loads(raw)
-        except ValueError:
             return None
         return record if isinstance(record, dict) else None
 
     def put(self, key: str, record: dict[str, Any]) -> None:
-        """Stores `record` under `key`. I/O problems warn once and turn writes off; they never raise."""
-        value = encode_record(record)
+        """Stores `record` under `key`. I/O problems warn once and turn writes off; they never raise.
+
+        A record that is not a JSON-native dict raises `TypeError`; a malformed key raises `ValueError`.
+        """
+        if not isinstance(record, dict):
+            raise TypeError(f"a cache record must be a dict, got {type(record).__name__}")
         store = self._get_store()
         if store is None or self._read_only is not None:
             return
         tokens, cost = _tokens_and_cost(record)
         try:
-            store.put(key, value, tokens, cost)
+            store.put(key, record, tokens, cost)
         except OSError as e:
             self._read_only = self._reason(e)
             self._warn(self._read_only)
@@ -188,8 +179,7 @@ class DiskCache:
     def peek(self, key: str) -> dict[str, Any] | None:
         """Like `get`, without counting a hit or miss (for export and inspection)."""
         store = self._get_store()
-        raw = store.peek(key) if store is not None else None
-        return json.loads(raw) if raw is not None else None
+        return store.peek(key) if store is not None else None
 
     def keys(self) -> list[str]:
         """Every key with a readable record."""

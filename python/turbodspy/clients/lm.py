@@ -97,23 +97,19 @@ class LM(BaseLM):
 
     @property
     def supports_function_calling(self) -> bool:
-        return bool(_litellm_capability("supports_function_calling", self.model))
+        return bool(_capability("supports_function_calling", self.model))
 
     @property
     def supports_reasoning(self) -> bool:
-        return bool(_litellm_capability("supports_reasoning", self.model))
+        return bool(_capability("supports_reasoning", self.model))
 
     @property
     def supports_response_schema(self) -> bool:
-        return bool(_litellm_capability("supports_response_schema", self.model))
+        return bool(_capability("supports_response_schema", self.model))
 
     @property
     def supported_params(self) -> set[str]:
-        litellm = provider.load_litellm()
-        try:
-            return set(litellm.get_supported_openai_params(model=self.model) or ())
-        except Exception:
-            return set()
+        return set(_capability("get_supported_openai_params", self.model) or ())
 
     def _cache_identifier(self, asynchronous: bool) -> str:
         if self._own_forward:
@@ -139,15 +135,15 @@ class LM(BaseLM):
 
     def forward(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> Any:
         """One provider call, uncached and unrecorded: LiteLLM's response object."""
-        call = self._prepare(prompt, messages, {**kwargs, "cache": False}, asynchronous=False)
-        request = self._provider_request(call.request)
+        _, request, _, _ = self._prepare(prompt, messages, {**kwargs, "cache": False}, asynchronous=False)
+        request = self._provider_request(request)
         return provider.complete(request, self.model_type, self.num_retries, _agent())
 
     async def aforward(
         self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any
     ) -> Any:
-        call = self._prepare(prompt, messages, {**kwargs, "cache": False}, asynchronous=True)
-        request = self._provider_request(call.request)
+        _, request, _, _ = self._prepare(prompt, messages, {**kwargs, "cache": False}, asynchronous=True)
+        request = self._provider_request(request)
         return await provider.acomplete(request, self.model_type, self.num_retries, _agent())
 
     def dump_state(self) -> dict[str, Any]:
@@ -180,9 +176,16 @@ def _agent() -> str:
     return f"turbodspy/{__version__}"
 
 
-def _litellm_capability(name: str, model: str) -> bool:
-    litellm = provider.load_litellm()
-    try:
-        return getattr(litellm, name)(model=model)
-    except Exception:
-        return False
+# What LiteLLM's model map says about a model, looked up once per (question, model): adapters ask on every call.
+_capabilities: dict[tuple[str, str], Any] = {}
+
+
+def _capability(name: str, model: str) -> Any:
+    key = (name, model)
+    if key not in _capabilities:
+        litellm = provider.load_litellm()
+        try:
+            _capabilities[key] = getattr(litellm, name)(model=model)
+        except Exception:  # LiteLLM raises for models it does not know: they support nothing special
+            _capabilities[key] = None
+    return _capabilities[key]

@@ -11,13 +11,15 @@ an unknown pydantic version) goes through pydantic itself.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import types
 import typing
-from _abc import _abc_init
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+from typing_inspection.introspection import AnnotationSource
 
 # The FieldInfo layout this module knows how to fill; any other pydantic takes the slow path.
 _KNOWN_SLOTS = (
@@ -75,6 +77,10 @@ for _name in ("Required", "NotRequired", "ReadOnly", "InitVar"):
 
 _new_field = FieldInfo.__new__
 _type_new = type.__new__
+_NO_ABSTRACT_METHODS: frozenset[str] = frozenset()
+
+# The per-class state of ABCMeta (pydantic's metaclass derives from it), as `_abc_init` creates it.
+_abc_data = type(BaseModel.__dict__["_abc_impl"])
 
 ENABLED = tuple(FieldInfo.__slots__) == _KNOWN_SLOTS
 
@@ -176,8 +182,51 @@ def install_deferred(base: type) -> None:
         type.__setattr__(base, attr, _CompleteOnAccess(attr, value))
 
 
+def _has_unresolved_parts(annotation: Any) -> bool:
+    """Whether pydantic would evaluate part of `annotation` (forward references, strings, type variables)."""
+    if isinstance(annotation, (str, typing.ForwardRef, typing.TypeVar)):
+        return True
+    if typing.get_origin(annotation) is typing.Literal:  # its arguments are values, not types
+        return False
+    return any(_has_unresolved_parts(arg) for arg in typing.get_args(annotation) if not isinstance(arg, (int, bool)))
+
+
+def fields_from_dict(fixed: dict[str, tuple[Any, FieldInfo]], shadowed: frozenset[str]) -> dict[str, FieldInfo] | None:
+    """The FieldInfos pydantic's `create_model` would make for `{name: (type, FieldInfo)}`, or None when a
+    field needs more of pydantic than a plain merge (see the checks below)."""
+    fields: dict[str, FieldInfo] = {}
+    for name, (annotation, field) in fixed.items():
+        extra = field.json_schema_extra
+        if (
+            name in shadowed
+            or name.startswith("_")
+            or type(field) is not FieldInfo
+            or type(extra) is not dict
+            or extra.get("__dspy_field_type") not in ("input", "output")
+            or field.field_title_generator is not None
+            or field.deprecated is not None
+            or inspect.ismethoddescriptor(field.default)
+            or not plain_annotation(annotation)
+            or _has_unresolved_parts(annotation)
+        ):
+            return None
+        # As `collect_model_fields` does for an annotated attribute with a `Field(...)` value.
+        merged = FieldInfo.from_annotated_attribute(annotation, field, _source=AnnotationSource.CLASS)
+        merged._original_assignment = field
+        merged._original_annotation = annotation
+        fields[name] = merged
+    return fields
+
+
 def fast_class(
-    meta: type, base: type, name: str, module: str, doc: str, fields: dict[str, FieldInfo], cache_key: Any = None
+    meta: type,
+    base: type,
+    name: str,
+    module: str,
+    doc: str,
+    fields: dict[str, FieldInfo],
+    cache_key: Any = None,
+    annotations: dict[str, Any] | None = None,
 ) -> type:
     """A subclass of `base` with `fields`, in the state `create_model(..., __config__=defer_build)` leaves it.
 
@@ -189,16 +238,17 @@ def fast_class(
         "__module__": module,
         "__qualname__": name,
         "__doc__": doc,
-        "__annotations__": {key: f.annotation for key, f in fields.items()},
+        "__annotations__": annotations if annotations is not None else {k: f.annotation for k, f in fields.items()},
         "model_config": {},
         "__pydantic_setattr_handlers__": {},
         "__pydantic_complete__": False,
         "__pydantic_fields__": fields,
         "__turbodspy_deferred__": True,
+        # What ABCMeta.__new__ (`_abc_init`) gives a class without abstract methods, set before creation:
+        # assigning them afterwards would invalidate the type's caches.
+        "__abstractmethods__": _NO_ABSTRACT_METHODS,
+        "_abc_impl": _abc_data(),
     }
     if cache_key is not None:
         namespace["__turbodspy_cache_key__"] = cache_key
-    # What ABCMeta.__new__ does, without its Python-level frame.
-    cls = _type_new(meta, name, (base,), namespace)
-    _abc_init(cls)
-    return cls
+    return _type_new(meta, name, (base,), namespace)

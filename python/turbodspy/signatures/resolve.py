@@ -8,6 +8,7 @@ cached by their text.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import importlib
 import logging
 import sys
@@ -111,7 +112,8 @@ def resolve_type(signature: str, text: str, tree: tuple, custom: Mapping[str, An
     value = _resolve(signature, tree, names)
     if static and not names.imported:
         if len(_static_types) >= _STATIC_TYPES_LIMIT:
-            _static_types.popitem(last=False)
+            with contextlib.suppress(KeyError):  # another thread emptied it first
+                _static_types.popitem(last=False)
         _static_types[text] = value
     return value
 
@@ -160,10 +162,11 @@ def _resolve(signature: str, node: tuple, names: _Names) -> Any:
         return tuple(_resolve(signature, item, names) for item in node[1])
     if tag == CONSTANT:
         return node[1]
-    if tag == INT:
-        return int(node[1], 0)
-    if tag == FLOAT:
-        return float(node[1])
+    if tag in (INT, FLOAT):
+        try:
+            return int(node[1], 0) if tag == INT else float(node[1])
+        except ValueError as exc:
+            raise signature_error(signature, f"{node[1]!r} is not a valid number: {exc}") from exc
     if tag == CALL:
         kwargs = {}
         for key, value in node[2]:

@@ -30,15 +30,28 @@ _FIELD_TYPE_CLASSES = (type, typing._GenericAlias, types.GenericAlias, typing._S
 _MISSING = object()
 
 # Field names DSPy cannot build a signature with (they collide with the class's own API).
-_RESERVED = frozenset(
-    {"instructions", "signature", "fields", "input_fields", "output_fields", "model_config", "model_fields"}
-)
+_RESERVED = frozenset({"instructions", "signature", "fields", "input_fields", "output_fields", "model_config"})
 
 # signature string -> _parse's result, for strings whose classes depend on custom or caller types
 _parsed: OrderedDict[str, tuple[tuple, tuple, tuple[str, ...], tuple[str, ...]]] = OrderedDict()
-# (string, instructions, class name[, custom types used]) -> class
+# names a signature's types mention -> those of them looked up in the caller's frames
+_free_names: OrderedDict[tuple[str, ...], tuple[str, ...]] = OrderedDict()
+# (string, instructions, class name[, custom types used]) -> class, least recently used first
 _classes: OrderedDict[tuple, type] = OrderedDict()
-_CACHE_LIMIT = 4096
+# Type texts resolved from fixed namespaces whose types are valid field types that pydantic takes as is.
+_plain_static_types: OrderedDict[str, Any] = OrderedDict()
+_CACHE_LIMIT = 1024
+# Classes are kept for the strings a program repeats. Each cached class outlives the young generations of
+# Python's garbage collector, so a program that builds ever-new strings pays for every one kept: the bound
+# stays small.
+_CLASS_CACHE_LIMIT = 128
+
+
+def _evict_oldest(cache: OrderedDict) -> None:
+    try:
+        cache.popitem(last=False)
+    except KeyError:  # another thread emptied it first
+        pass
 
 
 def _default_instructions(inputs: Any, outputs: Any) -> str:
@@ -53,16 +66,11 @@ class SignatureMeta(type(BaseModel)):  # type: ignore[misc]
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         if cls is Signature:
             # `Signature("a -> b")` makes a new signature class rather than an instance.
-            if args and type(args[0]) is str and len(args) <= 2 and not kwargs:
-                return _from_string(args[0], args[1] if len(args) == 2 else None, "StringSignature", None, 1)
-            custom_types = kwargs.pop("custom_types", None)
-            if custom_types is None and args and isinstance(args[0], str):
-                instructions = args[1] if len(args) > 1 else kwargs.pop("instructions", None)
-                name = args[2] if len(args) > 2 else kwargs.pop("signature_name", "StringSignature")
-                if not kwargs:
-                    return _from_string(args[0], instructions, name, None, 1)
-                return make_signature(args[0], instructions, name, **kwargs)
-            return make_signature(*args, custom_types=custom_types, **kwargs)
+            if args and isinstance(args[0], str):
+                if len(args) <= 2 and not kwargs and type(args[0]) is str:
+                    return _from_string(args[0], args[1] if len(args) == 2 else None, "StringSignature", None, 1)
+                return _string_signature(*args, **kwargs)
+            return make_signature(*args, **kwargs)
         return super().__call__(*args, **kwargs)
 
     @staticmethod
@@ -316,16 +324,43 @@ def make_signature(
         if not isinstance(field, FieldInfo):
             raise ValueError(f"Field values must be Field instances, but received: {field}.")
         fixed[name] = (type_, field)
+    fields = build.fields_from_dict(fixed, _SHADOWED) if build.ENABLED else None
+    if fields is None:
+        if instructions is None:
+            # Field roles are checked by building the class; the instructions then name its fields.
+            cls = _create(signature_name, "", fixed)
+            cls.__doc__ = _default_instructions(cls.input_fields, cls.output_fields)
+            return cls
+        return _create(signature_name, instructions, fixed)
     if instructions is None:
-        # Field roles are checked by building the class; the instructions then name its fields.
-        cls = _create(signature_name, "", fixed)
-        cls.__doc__ = _default_instructions(cls.input_fields, cls.output_fields)
-        return cls
-    return _create(signature_name, instructions, fixed)
+        roles = [(name, f.json_schema_extra["__dspy_field_type"]) for name, f in fields.items()]  # type: ignore[index]
+        instructions = _default_instructions(
+            [n for n, role in roles if role == "input"], [n for n, role in roles if role == "output"]
+        )
+    annotations = {name: type_ for name, (type_, _) in fixed.items()}
+    cls = build.fast_class(SignatureMeta, Signature, signature_name, _MODULE, instructions, fields, None, annotations)
+    # As SignatureMeta.__new__ completes every field.
+    for name, field in fields.items():
+        extra: dict[str, Any] = field.json_schema_extra  # type: ignore[assignment]
+        if "prefix" not in extra:
+            extra["prefix"] = infer_prefix(name) + ":"
+        if "desc" not in extra:
+            extra["desc"] = f"${{{name}}}"
+    return cls
 
 
 def _create(name: str, doc: str, fields: dict[str, tuple[Any, FieldInfo]]) -> Any:
     return create_model(name, __base__=Signature, __doc__=doc, __module__=_MODULE, **fields)  # type: ignore[call-overload]
+
+
+def _string_signature(
+    signature: str,
+    instructions: str | None = None,
+    signature_name: str = "StringSignature",
+    custom_types: dict[str, Any] | None = None,
+) -> Any:
+    # `Signature(...)` with a string: unknown type names are looked up in the caller's frames.
+    return _from_string(signature, instructions, signature_name, custom_types, 2 if custom_types is None else None)
 
 
 def _parse(signature: str) -> tuple[tuple, tuple, tuple[str, ...], str, tuple[str, ...]]:
@@ -333,7 +368,13 @@ def _parse(signature: str) -> tuple[tuple, tuple, tuple[str, ...], str, tuple[st
     parsed = _parsed.get(signature)
     if parsed is None:
         inputs, outputs, names, default = parse_signature(signature)
-        parsed = (inputs, outputs, names, default, tuple(n for n in names if needs_caller(n)) if names else ())
+        free = _free_names.get(names)
+        if free is None:
+            free = tuple(n for n in names if needs_caller(n))
+            if len(_free_names) >= _CACHE_LIMIT:
+                _evict_oldest(_free_names)
+            _free_names[names] = free
+        parsed = (inputs, outputs, names, default, free)
     return parsed
 
 
@@ -343,11 +384,16 @@ def _from_string(
     """The class for a signature string; `caller` is how many frames up to look for unknown type names."""
     if custom_types is None:
         # Strings whose types need nothing from the caller are cached under this short key only.
+        short = (signature, instructions, name)
         try:
-            hit = _classes.get((signature, instructions, name))
+            hit = _classes.get(short)
         except TypeError:  # unhashable instructions: build without the cache
             return _build(signature, _parse(signature), instructions, name, None, None)
         if hit is not None:
+            try:  # least recently used goes first
+                _classes.move_to_end(short)
+            except KeyError:  # another thread evicted it meanwhile
+                pass
             return hit
     parsed = _parse(signature)
     custom = custom_types
@@ -364,15 +410,19 @@ def _from_string(
         except TypeError:  # unhashable custom types
             key, hit = None, None
         if hit is not None:
+            try:
+                _classes.move_to_end(key)
+            except KeyError:
+                pass
             return hit
         if signature not in _parsed:
             if len(_parsed) >= _CACHE_LIMIT:
-                _parsed.popitem(last=False)
+                _evict_oldest(_parsed)
             _parsed[signature] = parsed
     cls = _build(signature, parsed, instructions, name, custom, key)
     if key is not None:
-        if len(_classes) >= _CACHE_LIMIT:
-            _classes.popitem(last=False)
+        if len(_classes) >= _CLASS_CACHE_LIMIT:
+            _evict_oldest(_classes)
         _classes[key] = cls
     return cls
 
@@ -393,6 +443,7 @@ def _build(
     model_field = build.model_field
     plain = build.plain_annotation
     static_types = _static_types
+    plain_static = _plain_static_types
     fields: dict[str, Any] = {}
     annotations: list[Any] = []
     for role, group in (("input", inputs), ("output", outputs)):
@@ -407,6 +458,8 @@ def _build(
                 fast = False
             if tree is None:
                 annotation: Any = str
+            elif custom is None and (annotation := plain_static.get(text)) is not None:
+                pass  # resolved, checked and plain before: nothing more to do
             else:
                 # Types named only from builtins and typing are cached by their text.
                 annotation = static_types.get(text) if custom is None else None
@@ -420,8 +473,12 @@ def _build(
                         f"Field types must be types, but received: {annotation} of type {type(annotation)}",
                         position,
                     )
-                elif fast and not plain(annotation):
+                elif not plain(annotation):
                     fast = False
+                elif custom is None and text in static_types:
+                    if len(plain_static) >= _CACHE_LIMIT:
+                        _evict_oldest(plain_static)
+                    plain_static[text] = annotation
             annotations.append(annotation)
             if not fast:
                 continue

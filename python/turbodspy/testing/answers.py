@@ -36,11 +36,18 @@ class Reply:
     extra: dict[str, Any] = field(default_factory=dict)
     """Extra keys merged into the OpenAI chat `message` object (other wire formats ignore them)."""
 
+    def __post_init__(self) -> None:
+        for call in self.tool_calls or []:
+            if not isinstance(call, dict) or not isinstance(call.get("name"), str) or "arguments" not in call:
+                raise ValueError(f"each tool call must be {{'name': str, 'arguments': dict | str}}, got {call!r}")
+
 
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 _MARKER = re.compile(r"\[\[ ## (\w+) ## \]\]")
 _OUTPUT_FIELD_LINE = re.compile(r"^\d+\. `(\w+)` \((.+?)\):", re.MULTILINE)
+_OBJECTIVE = "In adhering to this structure, your objective is:"
 _SCHEMA_NOTE = "must adhere to the JSON schema: "
+_ENUM_NOTE = "must be one of: "
 _LITERAL_NOTE = "must exactly match (no extra characters) one of: "
 
 
@@ -90,8 +97,12 @@ def compose(
     if json_schema is not None:
         return json.dumps(_value_from_schema(json_schema, json_schema, rng, subject, tag, "value"))
     fields = _dspy_output_fields(conversation)
-    if fields is not None and fields.json:
+    if fields is not None and fields.mode == "json":
         return json.dumps({name: _json_value(name, f, rng, subject, tag) for name, f in fields.items()}, indent=2)
+    if fields is not None and fields.mode == "xml":
+        return "\n".join(
+            f"<{name}>\n{_chat_value(name, f, rng, subject, tag)}\n</{name}>" for name, f in fields.items()
+        )
     if fields is not None:
         sections = [f"[[ ## {name} ## ]]\n{_chat_value(name, f, rng, subject, tag)}" for name, f in fields.items()]
         return "\n\n".join([*sections, "[[ ## completed ## ]]"])
@@ -118,9 +129,15 @@ def _subject(conversation: list[Message]) -> str:
             break
     if not text and conversation:
         text = conversation[-1][1]
+    if "Your output fields are:" in text and _OBJECTIVE in text:
+        # A text-completion prompt: the user's part follows the paragraph stating the objective.
+        text = text.split(_OBJECTIVE, 1)[1].partition("\n\n")[2]
     text = text.split("Respond with the corresponding output fields")[0]
     text = text.split("Respond with a JSON object")[0]
     text = _MARKER.sub(" ", text)
+    text = re.sub(r"</?\w+>", " ", text)
+    # The summary lands inside answers of every shape (XML, JSON, sections): keep it plain printable text.
+    text = "".join(ch if ch.isprintable() and ch not in "<>&\\" else " " for ch in text)
     text = " ".join(text.split()).replace('"', "'")
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -133,14 +150,17 @@ class _Field:
 
 
 class _Fields(dict):
-    """Output fields in the order DSPy asks for them; `json` says the JSONAdapter asked."""
+    """Output fields in the order DSPy asks for them; `mode` says which adapter asked: chat, json or xml."""
 
-    json: bool = False
+    mode: str = "chat"
 
 
 def _dspy_output_fields(conversation: list[Message]) -> _Fields | None:
     system = "\n".join(text for role, text in conversation if role == "system")
     last_user = next((text for role, text in reversed(conversation) if role == "user"), "")
+    if "Your output fields are:" not in system:
+        # A text-completion prompt: DSPy joined the system and user messages into one.
+        system = last_user
     block = system.split("Your output fields are:", 1)
     if len(block) < 2:
         return None
@@ -149,14 +169,17 @@ def _dspy_output_fields(conversation: list[Message]) -> _Fields | None:
         return None
 
     fields = _Fields()
-    fields.json = "Outputs will be a JSON object" in system or "Respond with a JSON object" in last_user
-    order = _requested_order(last_user, fields.json)
+    if "Outputs will be a JSON object" in system or "Respond with a JSON object" in last_user:
+        fields.mode = "json"
+    elif "output fields wrapped in XML tags" in last_user:
+        fields.mode = "xml"
+    order = _requested_order(last_user, fields.mode)
     for name in order or list(types):
         if name == "completed" or name not in types:
             continue
         fields[name] = _Field(types[name])
     for name, f in fields.items():
-        note = _note_for(system, name, fields.json)
+        note = _note_for(system, name, fields.mode)
         if _SCHEMA_NOTE in note:
             try:
                 f.schema = json.loads(note.split(_SCHEMA_NOTE, 1)[1])
@@ -164,20 +187,28 @@ def _dspy_output_fields(conversation: list[Message]) -> _Fields | None:
                 f.schema = None
         elif _LITERAL_NOTE in note:
             f.choices = note.split(_LITERAL_NOTE, 1)[1].split("; ")
+        elif _ENUM_NOTE in note:
+            f.choices = note.split(_ENUM_NOTE, 1)[1].split("; ")
     return fields
 
 
-def _requested_order(last_user: str, json_mode: bool) -> list[str]:
-    if json_mode:
+def _requested_order(last_user: str, mode: str) -> list[str]:
+    if mode == "xml":
+        sentence = last_user.rsplit("output fields wrapped in XML tags", 1)
+        return re.findall(r"`<(\w+)>`", sentence[1].split(".")[0]) if len(sentence) == 2 else []
+    if mode == "json":
         sentence = last_user.rsplit("Respond with a JSON object", 1)
         return re.findall(r"`(\w+)`", sentence[1]) if len(sentence) == 2 else []
     sentence = last_user.rsplit("Respond with the corresponding output fields", 1)
     return _MARKER.findall(sentence[1]) if len(sentence) == 2 else []
 
 
-def _note_for(system: str, name: str, json_mode: bool) -> str:
+def _note_for(system: str, name: str, mode: str) -> str:
     """The `# note: ...` DSPy writes after a field's placeholder, unescaped."""
-    if json_mode:
+    if mode == "xml":
+        match = re.search("<" + re.escape(name) + r">\n\{" + re.escape(name) + r"\}([^\n]*)", system)
+        return match.group(1) if match else ""
+    if mode == "json":
         match = re.search(r"Outputs will be a JSON object with the following fields\.\s*(\{.*?\n\})", system, re.S)
         if match:
             try:
@@ -320,3 +351,15 @@ def arguments_for(schema: dict[str, Any], conversation: list[Message], choice: i
     tag = digest(conversation, choice)
     value = _value_from_schema(schema, schema, random.Random(tag), _subject(conversation), tag, "value")
     return value if isinstance(value, dict) else {"value": value}
+
+
+def embedding_of(text: str, dimensions: int = 8) -> list[float]:
+    """A deterministic unit vector for `text`: equal texts get equal vectors, different texts different ones."""
+    values, counter = [], 0
+    while len(values) < dimensions:
+        block = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        values.extend((b - 127.5) / 127.5 for b in block)
+        counter += 1
+    values = values[:dimensions]
+    norm = sum(v * v for v in values) ** 0.5 or 1.0
+    return [round(v / norm, 6) for v in values]

@@ -1,4 +1,4 @@
-"""A real local LLM server on 127.0.0.1 for offline tests: OpenAI, Anthropic and Ollama wire formats over HTTP.
+"""A real local LLM server on 127.0.0.1 for offline tests: OpenAI, Anthropic, Gemini and Ollama wire formats.
 
 `LocalLLMServer` runs a threaded HTTP/1.1 server (keep-alive, chunked streaming) in a background thread,
 answers deterministically (see `turbodspy.testing.answers`), records every request, and injects latency
@@ -13,6 +13,7 @@ import math
 import socket
 import threading
 import time
+import urllib.parse
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -22,15 +23,25 @@ from types import TracebackType
 from typing import Any
 
 from turbodspy.testing import wire
-from turbodspy.testing.answers import Reply, arguments_for, compose, count_tokens, reasoning_for, truncate_tokens
+from turbodspy.testing.answers import (
+    Message,
+    Reply,
+    arguments_for,
+    compose,
+    count_tokens,
+    embedding_of,
+    reasoning_for,
+    truncate_tokens,
+)
 
 ScriptEntry = str | Reply
 ScriptFunction = Callable[..., "str | Reply | None"]
 
-FAULT_KINDS = ("429", "500", "502", "503", "401", "400", "404", "drop", "malformed")
+FAULT_KINDS = ("429", "500", "502", "503", "401", "400", "404", "drop", "malformed", "truncated")
 """What `LocalLLMServer.fail_next` can inject: HTTP errors (429 carries `Retry-After`; 400 is a context-length
-error; 401 a bad API key; 404 an unknown model), `drop` (close the connection without answering) and
-`malformed` (HTTP 200 whose body is not JSON)."""
+error; 401 a bad API key; 404 an unknown model), `drop` (close the connection without answering),
+`malformed` (HTTP 200 whose body is not JSON) and `truncated` (the real answer, or stream, cut off half-way
+by a closed connection)."""
 
 _FAULT_ALIASES = {
     "rate_limit": "429",
@@ -43,6 +54,8 @@ _FAULT_ALIASES = {
 }
 
 _GENERATION_ROUTES = (
+    ("/embeddings", wire.API_EMBEDDINGS),
+    ("/api/embed", wire.API_EMBEDDINGS),
     ("/chat/completions", wire.API_CHAT),
     ("/completions", wire.API_COMPLETIONS),
     ("/responses", wire.API_RESPONSES),
@@ -50,6 +63,14 @@ _GENERATION_ROUTES = (
     ("/api/chat", wire.API_OLLAMA_CHAT),
     ("/api/generate", wire.API_OLLAMA_GENERATE),
 )
+
+
+def _generation_api(path: str) -> str | None:
+    if path.endswith(":generateContent"):
+        return wire.API_GEMINI
+    if path.endswith(":streamGenerateContent"):
+        return wire.API_GEMINI_STREAM
+    return next((api for suffix, api in _GENERATION_ROUTES if path.endswith(suffix)), None)
 
 
 class Headers(Mapping[str, str]):
@@ -110,10 +131,11 @@ class _Fault:
 
 
 class LocalLLMServer:
-    """A local HTTP server that speaks OpenAI, Anthropic and Ollama wire formats and answers deterministically.
+    """A local HTTP server that speaks OpenAI, Anthropic, Gemini and Ollama wire formats, answering deterministically.
 
     Use as a context manager (`with LocalLLMServer() as server:`) or call `start()`/`stop()`. Point LiteLLM at
-    `server.openai_base` for `openai/...` models, at `server.url` for `anthropic/...` and `ollama_chat/...`.
+    `server.openai_base` for `openai/...` models, at `server.url` for `anthropic/...`, `gemini/...`,
+    `ollama_chat/...` and `azure/...`.
 
     `api_key`: when set, requests must carry it (`Authorization: Bearer ...` or `x-api-key`), else HTTP 401.
     `models`: when set, only these model names are served, others get HTTP 404.
@@ -135,6 +157,7 @@ class LocalLLMServer:
         self._requested_port = port
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
+        self._generation = 0
         self._faults: deque[_Fault] = deque()
         self._script: deque[ScriptEntry] = deque()
         self._script_fn: ScriptFunction | None = None
@@ -227,6 +250,11 @@ class LocalLLMServer:
                 raise LookupError("the local LLM server has received no request yet")
             return self._requests[-1]
 
+    @property
+    def model_requests(self) -> list[RecordedRequest]:
+        """The recorded requests that asked for a completion or embedding (not model listings or info)."""
+        return [r for r in self.requests if r.method == "POST" and _generation_api(r.path) is not None]
+
     def clear(self) -> None:
         """Forget the recorded requests."""
         with self._lock:
@@ -235,6 +263,7 @@ class LocalLLMServer:
     def reset(self) -> None:
         """Forget requests, pending faults and scripted answers; restore the constructor's settings."""
         with self._lock:
+            self._generation += 1
             self._requests.clear()
             self._faults.clear()
             self._script.clear()
@@ -298,9 +327,15 @@ class LocalLLMServer:
 
     # Used by the handler
 
-    def _record(self, request: RecordedRequest) -> None:
+    def _record(self, request: RecordedRequest) -> int:
+        """Store a request; returns the current reset generation, so stale requests can be told apart."""
         with self._lock:
             self._requests.append(request)
+            return self._generation
+
+    def _is_stale(self, generation: int) -> bool:
+        with self._lock:
+            return generation != self._generation
 
     def _take_fault(self) -> _Fault | None:
         with self._lock:
@@ -349,6 +384,8 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Answers go out in small writes; with Nagle's algorithm each keep-alive reply waits ~40 ms for an ACK.
+    disable_nagle_algorithm = True
     server_version = "turbodspy-local-llm/1"
     # Idle keep-alive connections end after this long; clients reconnect transparently.
     timeout = 300
@@ -356,6 +393,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Headers and body go out in separate writes; without this, Nagle's algorithm meets the client's
+        # delayed ACK and every response waits ~40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.track(self.connection, True)
 
     def finish(self) -> None:
@@ -415,21 +455,32 @@ class _Handler(BaseHTTPRequestHandler):
             request_id=self._request_id,
             timestamp=time.time(),
         )
-        owner._record(record)
+        self._generation = owner._record(record)
         self._api = wire.API_CHAT
+        self._started = False
+        self._truncate = False
 
         try:
-            for suffix, api in _GENERATION_ROUTES:
-                if path.endswith(suffix) and self.command == "POST":
-                    self._api = api
-                    if raw and body is None:
-                        self._error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
-                        return
+            api = _generation_api(path) if self.command == "POST" else None
+            if api is not None:
+                self._api = api
+                if raw and body is None:
+                    self._error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
+                elif api == wire.API_EMBEDDINGS:
+                    self._embed(owner, record)
+                else:
                     self._generate(owner, record, api)
-                    return
-            self._serve_info(owner, path)
+            else:
+                self._serve_info(owner, path)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except Exception as exc:
+            # A fault of this server (or of a user's script function): answer it as a 500 that says what
+            # failed rather than dropping the connection; mid-stream there is nothing left to do but close.
+            if self._started:
+                self.close_connection = True
+            else:
+                self._error(500, f"the local LLM server failed: {type(exc).__name__}: {exc}", "server_error")
 
     def _serve_info(self, owner: LocalLLMServer, path: str) -> None:
         models = list(owner.models) if owner.models is not None else ["test-model"]
@@ -456,18 +507,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     # Generation
 
-    def _generate(self, owner: LocalLLMServer, record: RecordedRequest, api: str) -> None:
+    def _admit(self, owner: LocalLLMServer, record: RecordedRequest) -> bool:
+        """Apply latency, the API-key check and any injected fault; False when the request was answered."""
         if owner.latency > 0:
             time.sleep(owner.latency)
-        if owner.api_key is not None and not self._authorised(owner.api_key, record.headers):
+        # A request still waiting when the server was reset belongs to a finished test: it is answered
+        # plainly and must not take the faults or scripted answers meant for the next one.
+        self._stale = owner._is_stale(self._generation)
+        if owner.api_key is not None and not self._authorised(owner.api_key, record.headers, record.query):
             self._fault_response(_Fault("401", None, None), record)
-            return
-        fault = owner._take_fault()
-        if fault is not None:
+            return False
+        fault = None if self._stale else owner._take_fault()
+        self._truncate = fault is not None and fault.kind == "truncated"
+        if fault is not None and not self._truncate:
             self._fault_response(fault, record)
+            return False
+        return True
+
+    def _generate(self, owner: LocalLLMServer, record: RecordedRequest, api: str) -> None:
+        if not self._admit(owner, record):
             return
         try:
-            ask = wire.parse(api, record.body)
+            ask = wire.parse(api, record.body, record.path)
         except wire.BadRequest as exc:
             self._error(400, str(exc), "invalid_request_error")
             return
@@ -479,19 +540,28 @@ class _Handler(BaseHTTPRequestHandler):
             if prompt_tokens > owner.context_window:
                 self._context_error(prompt_tokens, owner.context_window)
                 return
-        try:
-            choices = self._choices(owner, record, ask)
-        except Exception as exc:  # a user's script function failed: say so instead of dropping the connection
-            self._error(500, f"the script function raised {type(exc).__name__}: {exc}", "server_error")
-            return
+        choices = self._choices(owner, record, ask)
         if ask.stream:
             self._stream(ask, choices)
         else:
             self._json(200, wire.render(ask, choices))
 
+    def _embed(self, owner: LocalLLMServer, record: RecordedRequest) -> None:
+        """Deterministic unit vectors, one per input text (OpenAI `/v1/embeddings`, Ollama `/api/embed`)."""
+        if not self._admit(owner, record):
+            return
+        try:
+            model, texts, dimensions = wire.parse_embedding(record.body)
+        except wire.BadRequest as exc:
+            self._error(400, str(exc), "invalid_request_error")
+            return
+        vectors = [embedding_of(text, dimensions) for text in texts]
+        self._json(200, wire.render_embeddings(record.path.endswith("/api/embed"), model, texts, vectors))
+
     @staticmethod
-    def _authorised(expected: str, headers: Headers) -> bool:
-        given = headers.get("x-api-key") or headers.get("api-key")
+    def _authorised(expected: str, headers: Headers, query: str = "") -> bool:
+        given = headers.get("x-api-key") or headers.get("api-key") or headers.get("x-goog-api-key")
+        given = given or dict(urllib.parse.parse_qsl(query)).get("key")
         bearer = headers.get("authorization", "")
         if bearer.lower().startswith("bearer "):
             given = given or bearer[7:].strip()
@@ -500,66 +570,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _choices(self, owner: LocalLLMServer, record: RecordedRequest, ask: wire.Ask) -> list[wire.Choice]:
         choices = []
         index = 0
-        for prompt_index, conversation in enumerate(ask.conversations):
+        for conversation in ask.conversations:
             for choice_index in range(ask.n):
-                scripted = owner._scripted(record, index)
+                scripted = None if self._stale else owner._scripted(record, index)
                 reply = Reply(text=scripted) if isinstance(scripted, str) else scripted or Reply()
-                choices.append(self._choice(ask, conversation, choice_index, prompt_index, reply))
+                choices.append(_build_choice(ask, conversation, choice_index, reply))
                 index += 1
         return choices
-
-    @staticmethod
-    def _choice(ask: wire.Ask, conversation: list, choice_index: int, prompt_index: int, reply: Reply) -> wire.Choice:
-        text = reply.text
-        tool_calls = [
-            {
-                "id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}",
-                "name": call["name"],
-                "arguments": call["arguments"],
-            }
-            for call in reply.tool_calls or []
-        ]
-        if text is None and not tool_calls and ask.forced_tool is not None:
-            arguments = arguments_for(ask.forced_tool["parameters"], conversation, choice_index)
-            tool_calls = [
-                {"id": f"call_{uuid.uuid4().hex[:24]}", "name": ask.forced_tool["name"], "arguments": arguments}
-            ]
-        elif text is None and not tool_calls:
-            text = compose(conversation, choice=choice_index, json_schema=ask.json_schema, json_mode=ask.json_mode)
-        reasoning = reply.reasoning_content
-        if reasoning is None and ask.thinking:
-            reasoning = reasoning_for(conversation, choice_index)
-        finish = "tool_calls" if tool_calls else "stop"
-        extra = dict(reply.extra)
-        if text is not None:
-            cut = min((text.find(s) for s in ask.stop if s and s in text), default=-1)
-            if cut >= 0:
-                extra.setdefault("stop_sequence", next(s for s in ask.stop if s and text.find(s) == cut))
-                text = text[:cut]
-            if ask.max_tokens is not None and count_tokens(text) > ask.max_tokens:
-                text = truncate_tokens(text, ask.max_tokens)
-                finish = "length"
-        if ask.api != wire.API_ANTHROPIC:
-            extra.pop("stop_sequence", None)
-        return wire.Choice(
-            text=text,
-            finish_reason=reply.finish_reason or finish,
-            reasoning=reasoning,
-            tool_calls=tool_calls,
-            extra=extra,
-            prompt_index=prompt_index,
-        )
 
     # Faults and errors
 
     def _fault_response(self, fault: _Fault, record: RecordedRequest) -> None:
         kind = fault.kind
         if kind == "drop":
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._hang_up()
             return
         if kind == "malformed":
             self._send(200, b'{"id": "chatcmpl-broken", "choices": [ this is not JSON', "application/json")
@@ -634,6 +658,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
 
     def _send(self, status: int, payload: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self._started = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
@@ -641,19 +666,72 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self._common_headers()
         self.end_headers()
+        if self._truncate:
+            self.wfile.write(payload[: len(payload) // 2])
+            self._hang_up()
+            return
         self.wfile.write(payload)
+
+    def _hang_up(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _stream(self, ask: wire.Ask, choices: list[wire.Choice]) -> None:
         ndjson = ask.api in (wire.API_OLLAMA_CHAT, wire.API_OLLAMA_GENERATE)
+        self._started = True
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson" if ndjson else "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self._common_headers()
         self.end_headers()
-        for piece in wire.render_stream(ask, choices):
+        pieces = list(wire.render_stream(ask, choices))
+        if self._truncate:
+            pieces = pieces[: len(pieces) // 2]
+        for piece in pieces:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        if self._truncate:
+            self._hang_up()
+            return
         self.wfile.write(b"0\r\n\r\n")
+
+
+def _build_choice(ask: wire.Ask, conversation: list[Message], choice_index: int, reply: Reply) -> wire.Choice:
+    """One completion: the scripted reply or the deterministic answer, cut by `stop` and `max_tokens`."""
+    text = reply.text
+    tool_calls = [
+        {"id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}", "name": call["name"], "arguments": call["arguments"]}
+        for call in reply.tool_calls or []
+    ]
+    if text is None and not tool_calls and ask.forced_tool is not None:
+        arguments = arguments_for(ask.forced_tool["parameters"], conversation, choice_index)
+        tool_calls = [{"id": f"call_{uuid.uuid4().hex[:24]}", "name": ask.forced_tool["name"], "arguments": arguments}]
+    elif text is None and not tool_calls:
+        text = compose(conversation, choice=choice_index, json_schema=ask.json_schema, json_mode=ask.json_mode)
+    reasoning = reply.reasoning_content
+    if reasoning is None and ask.thinking:
+        reasoning = reasoning_for(conversation, choice_index)
+    finish = "tool_calls" if tool_calls else "stop"
+    stop_sequence = None
+    if text is not None:
+        hits = [(text.find(s), s) for s in ask.stop if s and s in text]
+        if hits:
+            cut, stop_sequence = min(hits)
+            text = text[:cut]
+        if ask.max_tokens is not None and count_tokens(text) > ask.max_tokens:
+            text = truncate_tokens(text, ask.max_tokens)
+            finish, stop_sequence = "length", None
+    return wire.Choice(
+        text=text,
+        finish_reason=reply.finish_reason or finish,
+        reasoning=reasoning,
+        tool_calls=tool_calls,
+        extra=dict(reply.extra),
+        stop_sequence=stop_sequence,
+    )
 
 
 def _ollama_model(name: str) -> dict[str, Any]:

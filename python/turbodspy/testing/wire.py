@@ -1,7 +1,7 @@
 """Wire formats of the local LLM server: reading requests and shaping responses as the real providers do.
 
-Covers OpenAI chat completions, legacy completions and the Responses API, Anthropic messages and Ollama chat
-and generate, each as JSON or as its streaming form (SSE or NDJSON).
+Covers OpenAI chat completions, legacy completions, the Responses API and embeddings, Anthropic messages, Gemini
+generateContent and Ollama chat, generate and embed, each as JSON or as its streaming form (SSE or NDJSON).
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ API_RESPONSES = "responses"
 API_ANTHROPIC = "anthropic"
 API_OLLAMA_CHAT = "ollama_chat"
 API_OLLAMA_GENERATE = "ollama_generate"
+API_EMBEDDINGS = "embeddings"
+API_GEMINI = "gemini"
+API_GEMINI_STREAM = "gemini_stream"
 
 
 class BadRequest(ValueError):
@@ -58,7 +61,8 @@ class Choice:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     """Normalised: `{"id": str, "name": str, "arguments": dict | str}`."""
     extra: dict[str, Any] = field(default_factory=dict)
-    prompt_index: int = 0
+    stop_sequence: str | None = None
+    """The `stop` string that ended the text, if one did."""
 
 
 def _text_of(content: Any) -> str:
@@ -106,6 +110,15 @@ def _positive_int(body: dict, *keys: str) -> int | None:
     return None
 
 
+def _count(body: dict, key: str) -> int:
+    value = body.get(key)
+    if value is None or value is False or value is True:
+        return 0
+    if not isinstance(value, int) or value < 0:
+        raise BadRequest(f"'{key}' must be a non-negative integer, got {value!r}")
+    return value
+
+
 def _stops(value: Any) -> list[str]:
     if value is None:
         return []
@@ -143,10 +156,12 @@ def _forced_tool(tools: Any, choice: Any) -> dict[str, Any] | None:
     return None
 
 
-def parse(api: str, body: Any) -> Ask:
-    """Read a generation request body of the given API."""
+def parse(api: str, body: Any, path: str = "") -> Ask:
+    """Read a generation request body of the given API (Gemini names the model in the `path`)."""
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
+    if api in (API_GEMINI, API_GEMINI_STREAM):
+        return _parse_gemini(api, body, path)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("'model' is required and must be a non-empty string")
@@ -160,7 +175,7 @@ def parse(api: str, body: Any) -> Ask:
         ask.stop = _stops(body.get("stop"))
         _openai_response_format(ask, body.get("response_format"))
         ask.logprobs = bool(body.get("logprobs"))
-        ask.top_logprobs = int(body.get("top_logprobs") or 0)
+        ask.top_logprobs = _count(body, "top_logprobs")
         ask.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         ask.forced_tool = _forced_tool(body.get("tools"), body.get("tool_choice"))
     elif api == API_COMPLETIONS:
@@ -173,7 +188,7 @@ def parse(api: str, body: Any) -> Ask:
         ask.max_tokens = _positive_int(body, "max_tokens")
         ask.stop = _stops(body.get("stop"))
         ask.logprobs = body.get("logprobs") is not None
-        ask.top_logprobs = int(body.get("logprobs") or 0)
+        ask.top_logprobs = _count(body, "logprobs")
         ask.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     elif api == API_RESPONSES:
         raw = body.get("input")
@@ -226,6 +241,49 @@ def parse(api: str, body: Any) -> Ask:
         ask.thinking = bool(body.get("think"))
         ask.forced_tool = None
     return ask
+
+
+def _parse_gemini(api: str, body: dict[str, Any], path: str) -> Ask:
+    model = path.rsplit("/models/", 1)[-1].split(":", 1)[0]
+    ask = Ask(api=api, model=model, conversations=[], stream=api == API_GEMINI_STREAM)
+    conversation: list[Message] = []
+    system = body.get("system_instruction") or body.get("systemInstruction")
+    if isinstance(system, dict):
+        conversation.append(("system", _text_of(system.get("parts"))))
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        raise BadRequest("'contents' must be a non-empty list")
+    for item in contents:
+        if not isinstance(item, dict):
+            raise BadRequest("each item of 'contents' must be an object with 'role' and 'parts'")
+        role = "assistant" if item.get("role") == "model" else str(item.get("role") or "user")
+        conversation.append((role, _text_of(item.get("parts"))))
+    ask.conversations = [conversation]
+    config = body.get("generationConfig") or body.get("generation_config") or {}
+    ask.n = _positive_int(config, "candidateCount", "candidate_count") or 1
+    ask.max_tokens = _positive_int(config, "maxOutputTokens", "max_output_tokens")
+    ask.stop = _stops(config.get("stopSequences") or config.get("stop_sequences"))
+    if config.get("responseMimeType", config.get("response_mime_type")) == "application/json":
+        schema = config.get("responseJsonSchema") or config.get("responseSchema") or config.get("response_schema")
+        if isinstance(schema, dict):
+            ask.json_schema = _gemini_schema(schema)
+        else:
+            ask.json_mode = True
+    thinking = config.get("thinkingConfig") or config.get("thinking_config") or {}
+    ask.thinking = bool(thinking.get("includeThoughts") or thinking.get("include_thoughts"))
+    return ask
+
+
+def _gemini_schema(schema: Any) -> Any:
+    """Gemini's OpenAPI-style schema (upper-case `type`s) as JSON schema."""
+    if isinstance(schema, dict):
+        out = {k: _gemini_schema(v) for k, v in schema.items()}
+        if isinstance(out.get("type"), str):
+            out["type"] = out["type"].lower()
+        return out
+    if isinstance(schema, list):
+        return [_gemini_schema(v) for v in schema]
+    return schema
 
 
 def _new_id(prefix: str) -> str:
@@ -359,6 +417,8 @@ def render(ask: Ask, choices: list[Choice]) -> dict[str, Any]:
         return _responses_object(ask, choices[0], created, prompt_tokens, completion_tokens, reasoning_tokens)
     if ask.api == API_ANTHROPIC:
         return _anthropic_message(ask, choices[0], prompt_tokens, completion_tokens)
+    if ask.api in (API_GEMINI, API_GEMINI_STREAM):
+        return _gemini_response(ask, choices, prompt_tokens, completion_tokens)
     return _ollama_final(ask, choices[0], prompt_tokens, completion_tokens, include_content=True)
 
 
@@ -463,8 +523,8 @@ def _anthropic_message(ask: Ask, choice: Choice, prompt_tokens: int, completion_
         "role": "assistant",
         "model": ask.model,
         "content": _anthropic_content(choice),
-        "stop_reason": "stop_sequence" if choice.extra.get("stop_sequence") else stop_reason,
-        "stop_sequence": choice.extra.get("stop_sequence"),
+        "stop_reason": "stop_sequence" if choice.stop_sequence else stop_reason,
+        "stop_sequence": choice.stop_sequence,
         "usage": {
             "input_tokens": prompt_tokens,
             "output_tokens": completion_tokens,
@@ -525,6 +585,8 @@ def render_stream(ask: Ask, choices: list[Choice]) -> Iterator[bytes]:
         yield from _responses_stream(ask, choices[0])
     elif ask.api == API_ANTHROPIC:
         yield from _anthropic_stream(ask, choices[0])
+    elif ask.api in (API_GEMINI, API_GEMINI_STREAM):
+        yield from _gemini_stream(ask, choices)
     else:
         yield from _ollama_stream(ask, choices[0])
 
@@ -684,10 +746,106 @@ def _ollama_stream(ask: Ask, choice: Choice) -> Iterator[bytes]:
     yield (json.dumps(final) + "\n").encode()
 
 
+_GEMINI_FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP"}
+
+
+def _gemini_parts(choice: Choice, text: str | None) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    if choice.reasoning is not None:
+        parts.append({"text": choice.reasoning, "thought": True})
+    if text is not None:
+        parts.append({"text": text})
+    for t in choice.tool_calls:
+        parts.append({"functionCall": {"name": t["name"], "args": _arguments_dict(t["arguments"])}})
+    return parts
+
+
+def _gemini_usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    return {
+        "promptTokenCount": prompt_tokens,
+        "candidatesTokenCount": completion_tokens,
+        "totalTokenCount": prompt_tokens + completion_tokens,
+    }
+
+
+def _gemini_response(ask: Ask, choices: list[Choice], prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    candidates = [
+        {
+            "content": {"parts": _gemini_parts(c, c.text), "role": "model"},
+            "finishReason": _GEMINI_FINISH.get(c.finish_reason, "STOP"),
+            "index": i,
+        }
+        for i, c in enumerate(choices)
+    ]
+    return {
+        "candidates": candidates,
+        "usageMetadata": _gemini_usage(prompt_tokens, completion_tokens),
+        "modelVersion": ask.model,
+        "responseId": uuid.uuid4().hex[:22],
+    }
+
+
+def _gemini_stream(ask: Ask, choices: list[Choice]) -> Iterator[bytes]:
+    """Gemini's `alt=sse` stream: each event a whole response holding the next piece of text, no [DONE]."""
+    prompt_tokens, completion_tokens = usage_of(ask, choices)
+    choice = choices[0]
+    pieces = split_for_stream(choice.text or "") or [""]
+    for i, piece in enumerate(pieces):
+        last = i == len(pieces) - 1
+        candidate: dict[str, Any] = {
+            "content": {"parts": _gemini_parts(choice if i == 0 else Choice(text=None), piece), "role": "model"},
+            "index": 0,
+        }
+        if last:
+            candidate["finishReason"] = _GEMINI_FINISH.get(choice.finish_reason, "STOP")
+        event = {"candidates": [candidate], "modelVersion": ask.model}
+        if last:
+            event["usageMetadata"] = _gemini_usage(prompt_tokens, completion_tokens)
+        yield _sse(event)
+
+
+_GEMINI_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+}
+
+
 def error_body(api: str, status: int, message: str, kind: str, code: str | None) -> dict[str, Any]:
     """An error body shaped as the API's provider shapes it."""
+    if api in (API_GEMINI, API_GEMINI_STREAM):
+        return {"error": {"code": status, "message": message, "status": _GEMINI_STATUS.get(status, "UNKNOWN")}}
     if api == API_ANTHROPIC:
         return {"type": "error", "error": {"type": kind, "message": message}}
     if api in (API_OLLAMA_CHAT, API_OLLAMA_GENERATE):
         return {"error": message}
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def parse_embedding(body: Any) -> tuple[str, list[str], int]:
+    """(model, input texts, dimensions) of an embeddings request."""
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        raise BadRequest("'model' is required and must be a non-empty string")
+    raw = body.get("input")
+    texts = [raw] if isinstance(raw, str) else raw
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise BadRequest("'input' must be a string or a non-empty list of strings")
+    dimensions = _positive_int(body, "dimensions") or 8
+    return body["model"], texts, dimensions
+
+
+def render_embeddings(ollama: bool, model: str, texts: list[str], vectors: list[list[float]]) -> dict[str, Any]:
+    """An embeddings response body (OpenAI's, or Ollama's `/api/embed`)."""
+    tokens = sum(count_tokens(t) for t in texts)
+    if ollama:
+        return {"model": model, "embeddings": vectors, "total_duration": 1_000_000, "prompt_eval_count": tokens}
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

@@ -1,0 +1,229 @@
+"""Disk cache, turbodspy vs DSPy 3.4.1 side by side: a disk hit with the memory tier empty, 8 processes writing
+at once, and bytes on disk per entry. Both libraries store the same responses under the same request keys.
+
+Run with `make bench` (or `pytest benches/bench_disk_cache.py --benchmark-enable`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+N_KEYS = 2000
+WRITERS = 8
+WRITES_EACH = 5000
+IGNORED = ["api_key", "api_base", "base_url"]
+LIMIT = 30 * 1024**3  # both libraries at DSPy's `configure_cache` default
+
+
+def request(n: int, prefix: str = "") -> dict:
+    return {
+        "model": "openai/gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": "Your input fields are:\n1. `question` (str)\n" * 4},
+            {"role": "user", "content": f"{prefix}[[ ## question ## ]]\nWhat is {n} plus {n}?"},
+        ],
+        "temperature": 0.0,
+        "max_tokens": 4000,
+        "rollout_id": None,
+        "_fn_identifier": "dspy.clients.lm.litellm_completion",
+    }
+
+
+def response_text(n: int) -> str:
+    # Completions of 0.5-8 KB, the usual range for DSPy programs.
+    return (f"[[ ## reasoning ## ]]\n{n} plus {n} is {2 * n}. " * (10 + (n * 37) % 150))[: 500 + (n * 7919) % 7700]
+
+
+def dspy_value(n: int) -> dict:
+    """What DSPy 3.4.1 stores on disk for one chat completion (its `dspy-lm15-result-v1` record)."""
+    text = response_text(n)
+    usage = {"prompt_tokens": 120, "completion_tokens": len(text) // 4, "total_tokens": 120 + len(text) // 4}
+    provider = {
+        "id": f"chatcmpl-{n}",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+        "usage": usage,
+    }
+    return {
+        "_dspy_format": "dspy-lm15-result-v1",
+        "responses": [
+            {
+                "id": f"chatcmpl-{n}",
+                "model": "gpt-4o-mini-2024-07-18",
+                "message": {"role": "assistant", "parts": [{"type": "text", "text": text}]},
+                "finish_reason": "stop",
+                "usage": {"input_tokens": 120, "output_tokens": len(text) // 4, "total_tokens": usage["total_tokens"]},
+                "provider_data": provider,
+            }
+        ],
+        "outputs": [text],
+        "usage": {**usage, "prompt_tokens_details": None, "completion_tokens_details": None},
+        "cost": 0.0001,
+        "cost_details": {"kind": "unknown", "reason": "a billed token dimension has no known rate"},
+        "raw": None,
+        "response_model": "gpt-4o-mini-2024-07-18",
+    }
+
+
+def our_record(n: int) -> dict:
+    from turbodspy.clients.cache_transfer import convert_dspy_value
+
+    return convert_dspy_value(dspy_value(n))
+
+
+def disk_bytes(directory: Path) -> int:
+    """Bytes allocated on disk (sparse files count only what is written)."""
+    return sum(p.stat().st_blocks * 512 for p in directory.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    from dspy.clients.cache import Cache
+
+    from turbodspy._core import request_key
+    from turbodspy.clients.disk_cache import DiskCache
+
+    dspy_dir, our_dir = tmp_path_factory.mktemp("dspy"), tmp_path_factory.mktemp("turbodspy")
+    writer = Cache(
+        enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=str(dspy_dir), disk_size_limit_bytes=LIMIT
+    )
+    ours = DiskCache(our_dir, LIMIT)
+    for n in range(N_KEYS):
+        writer.put(request(n), dspy_value(n), IGNORED)
+        ours.put(request_key(request(n), IGNORED), our_record(n))
+    writer.disk_cache.close()
+    ours.close()
+    # Readers open afresh, as a new process would; the memory tier is off (DSPy) or absent (ours).
+    dspy_reader = Cache(
+        enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=str(dspy_dir), disk_size_limit_bytes=LIMIT
+    )
+    our_reader = DiskCache(our_dir, LIMIT)
+    for n in range(0, N_KEYS, 97):
+        theirs, mine = dspy_reader.get(request(n), IGNORED), our_reader.get(request_key(request(n), IGNORED))
+        assert theirs["outputs"][0] == mine["response"]["choices"][0]["message"]["content"] == response_text(n)
+        assert mine["usage"]["total_tokens"] == theirs["usage"]["total_tokens"]
+    yield {"dspy": dspy_reader, "turbodspy": our_reader, "dirs": (dspy_dir, our_dir)}
+    dspy_reader.disk_cache.close()
+
+
+def _cycle_keys():
+    state = {"n": 0}
+
+    def next_request():
+        n = state["n"] % N_KEYS
+        state["n"] += 1
+        return (request(n),), {}
+
+    return next_request
+
+
+def test_disk_hit_dspy(benchmark, stores):
+    cache = stores["dspy"]
+    benchmark.group = "disk hit, memory tier empty (per key, 2,000 keys)"
+    result = benchmark.pedantic(lambda r: cache.get(r, IGNORED), setup=_cycle_keys(), rounds=N_KEYS, iterations=1)
+    assert result is not None
+
+
+def test_disk_hit_turbodspy(benchmark, stores):
+    from turbodspy._core import request_key
+
+    cache = stores["turbodspy"]
+    benchmark.group = "disk hit, memory tier empty (per key, 2,000 keys)"
+    result = benchmark.pedantic(
+        lambda r: cache.get(request_key(r, IGNORED)), setup=_cycle_keys(), rounds=N_KEYS, iterations=1
+    )
+    assert result is not None
+
+
+def test_bytes_per_entry(stores):
+    dspy_dir, our_dir = stores["dirs"]
+    theirs, ours = disk_bytes(dspy_dir) / N_KEYS, disk_bytes(our_dir) / N_KEYS
+    print(f"\nbytes on disk per entry: DSPy {theirs:.0f}, turbodspy {ours:.0f} (ratio {theirs / ours:.2f}x)")
+    assert ours <= theirs
+
+
+WRITER = """
+import json, os, sys, time
+sys.path.insert(0, sys.argv[4])
+from bench_disk_cache import request, dspy_value, our_record, IGNORED
+lib, directory, me = sys.argv[1], sys.argv[2], int(sys.argv[3])
+count = int(os.environ["WRITES_EACH"])
+if lib == "dspy":
+    from dspy.clients.cache import Cache
+    cache = Cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=directory,
+                  disk_size_limit_bytes=30 * 1024**3)
+    values = [dspy_value(n) for n in range(count)]
+    def put(n):
+        cache.put(request(n, f"w{me}"), values[n], IGNORED)
+else:
+    from turbodspy._core import request_key
+    from turbodspy.clients.disk_cache import DiskCache
+    cache = DiskCache(directory)
+    values = [our_record(n) for n in range(count)]
+    def put(n):
+        cache.put(request_key(request(n, f"w{me}"), IGNORED), values[n])
+print("ready", flush=True)
+sys.stdin.readline()
+start = time.time()
+latencies = []
+for n in range(count):
+    t = time.perf_counter()
+    put(n)
+    latencies.append(time.perf_counter() - t)
+print(json.dumps({"start": start, "end": time.time(), "latencies": latencies}), flush=True)
+"""
+
+
+def _concurrent_writes(lib: str, directory: Path) -> dict:
+    env = {**os.environ, "WRITES_EACH": str(WRITES_EACH), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, lib, str(directory), str(me), str(Path(__file__).parent)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for me in range(WRITERS)
+    ]
+    for p in procs:  # every writer has imported and built its values: start them together
+        assert p.stdout.readline().strip() == "ready"
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    reports = [json.loads(p.communicate(timeout=1800)[0]) for p in procs]
+    latencies = sorted(x for r in reports for x in r["latencies"])
+    return {
+        "total_s": max(r["end"] for r in reports) - min(r["start"] for r in reports),
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+        "max_ms": 1000 * latencies[-1],
+        "writes": len(latencies),
+    }
+
+
+@pytest.mark.parametrize("lib", ["dspy", "turbodspy"])
+def test_eight_processes_writing(benchmark, tmp_path, lib):
+    benchmark.group = f"{WRITERS} processes x {WRITES_EACH} writes (total time)"
+    result = {}
+
+    def run():
+        result.update(_concurrent_writes(lib, tmp_path / f"round-{time.monotonic_ns()}"))
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info.update(result)
+    print(
+        f"\n{lib}: {result['writes']} writes in {result['total_s']:.2f}s, p50 {result['p50_ms']:.3f} ms, "
+        f"p99 {result['p99_ms']:.3f} ms, max {result['max_ms']:.1f} ms"
+    )
+    assert result["writes"] == WRITERS * WRITES_EACH

@@ -1,0 +1,372 @@
+//! The stored form of a cached record: a compact tagged binary encoding of a JSON-native value.
+//!
+//! It holds exactly what JSON holds (plus integers of any size, and NaN/infinity as Python's `json` allows),
+//! and decodes straight into the caller's objects without text parsing: a hit costs a walk over the bytes.
+//! Decoding never trusts a length: every count is checked against the bytes left.
+//!
+//! Tags: 0 null, 1 false, 2 true, 3 integer (zigzag LEB128), 4 big integer (length, ASCII decimal),
+//! 5 float (f64 LE), 6 string (length, UTF-8), 7 list (count, items), 8 object (count, then per member a
+//! length-prefixed UTF-8 key and a value). Lengths and counts are LEB128.
+
+pub const NULL: u8 = 0;
+pub const FALSE: u8 = 1;
+pub const TRUE: u8 = 2;
+pub const INT: u8 = 3;
+pub const BIG_INT: u8 = 4;
+pub const FLOAT: u8 = 5;
+pub const STR: u8 = 6;
+pub const LIST: u8 = 7;
+pub const OBJECT: u8 = 8;
+
+/// Records nest a few levels; anything deeper is refused on both sides.
+pub const MAX_DEPTH: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueError {
+    Truncated,
+    BadTag(u8),
+    BadUtf8,
+    BadNumber,
+    TooDeep,
+    TrailingBytes,
+}
+
+impl std::fmt::Display for ValueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ValueError::Truncated => write!(f, "stored value ends early"),
+            ValueError::BadTag(t) => write!(f, "stored value has unknown tag {t}"),
+            ValueError::BadUtf8 => write!(f, "stored value has a string that is not UTF-8"),
+            ValueError::BadNumber => write!(f, "stored value has a malformed number"),
+            ValueError::TooDeep => write!(f, "stored value nests deeper than {MAX_DEPTH} levels"),
+            ValueError::TrailingBytes => write!(f, "stored value has bytes after its end"),
+        }
+    }
+}
+
+/// Appends encoded values to a buffer; the caller writes a container's header, then its items.
+#[derive(Default)]
+pub struct Writer {
+    pub buf: Vec<u8>,
+}
+
+impl Writer {
+    pub fn null(&mut self) {
+        self.buf.push(NULL);
+    }
+    pub fn bool(&mut self, v: bool) {
+        self.buf.push(if v { TRUE } else { FALSE });
+    }
+    pub fn int(&mut self, v: i64) {
+        self.buf.push(INT);
+        self.varint(((v << 1) ^ (v >> 63)) as u64);
+    }
+    /// An integer outside i64, as its decimal digits (with a leading '-' if negative).
+    pub fn big_int(&mut self, digits: &str) {
+        self.buf.push(BIG_INT);
+        self.bytes(digits.as_bytes());
+    }
+    pub fn float(&mut self, v: f64) {
+        self.buf.push(FLOAT);
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn str(&mut self, v: &str) {
+        self.buf.push(STR);
+        self.bytes(v.as_bytes());
+    }
+    pub fn list(&mut self, len: usize) {
+        self.buf.push(LIST);
+        self.varint(len as u64);
+    }
+    pub fn object(&mut self, len: usize) {
+        self.buf.push(OBJECT);
+        self.varint(len as u64);
+    }
+    /// A member name inside an object (followed by its value).
+    pub fn key(&mut self, k: &str) {
+        self.bytes(k.as_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.varint(b.len() as u64);
+        self.buf.extend_from_slice(b);
+    }
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.buf.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.buf.push(v as u8);
+    }
+}
+
+/// Builds the decoded value in the caller's representation (Python objects, or a Rust tree in tests).
+pub trait Builder {
+    type Value;
+    type Error: From<ValueError>;
+    fn null(&mut self) -> Result<Self::Value, Self::Error>;
+    fn bool(&mut self, v: bool) -> Result<Self::Value, Self::Error>;
+    fn int(&mut self, v: i64) -> Result<Self::Value, Self::Error>;
+    fn big_int(&mut self, digits: &str) -> Result<Self::Value, Self::Error>;
+    fn float(&mut self, v: f64) -> Result<Self::Value, Self::Error>;
+    fn str(&mut self, v: &str) -> Result<Self::Value, Self::Error>;
+    fn list(&mut self, items: Vec<Self::Value>) -> Result<Self::Value, Self::Error>;
+    fn object(&mut self, len: usize) -> Result<Self::Value, Self::Error>;
+    fn set(
+        &mut self,
+        object: &Self::Value,
+        key: &str,
+        value: Self::Value,
+    ) -> Result<(), Self::Error>;
+}
+
+/// Decodes one value that fills `bytes` exactly.
+pub fn decode<B: Builder>(bytes: &[u8], builder: &mut B) -> Result<B::Value, B::Error> {
+    let mut reader = Reader { bytes, at: 0 };
+    let value = reader.value(builder, 0)?;
+    if reader.at != bytes.len() {
+        return Err(ValueError::TrailingBytes.into());
+    }
+    Ok(value)
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Result<u8, ValueError> {
+        let b = *self.bytes.get(self.at).ok_or(ValueError::Truncated)?;
+        self.at += 1;
+        Ok(b)
+    }
+
+    fn varint(&mut self) -> Result<u64, ValueError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(ValueError::BadNumber)
+    }
+
+    /// A count of items that each take at least one byte: never more than the bytes left.
+    fn count(&mut self) -> Result<usize, ValueError> {
+        let n = self.varint()?;
+        if n > (self.bytes.len() - self.at) as u64 {
+            return Err(ValueError::Truncated);
+        }
+        Ok(n as usize)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ValueError> {
+        let end = self.at.checked_add(n).ok_or(ValueError::Truncated)?;
+        let slice = self.bytes.get(self.at..end).ok_or(ValueError::Truncated)?;
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn text(&mut self) -> Result<&'a str, ValueError> {
+        let n = self.count()?;
+        std::str::from_utf8(self.take(n)?).map_err(|_| ValueError::BadUtf8)
+    }
+
+    fn value<B: Builder>(&mut self, b: &mut B, depth: usize) -> Result<B::Value, B::Error> {
+        if depth > MAX_DEPTH {
+            return Err(ValueError::TooDeep.into());
+        }
+        match self.byte()? {
+            NULL => b.null(),
+            FALSE => b.bool(false),
+            TRUE => b.bool(true),
+            INT => {
+                let z = self.varint()?;
+                b.int(((z >> 1) as i64) ^ -((z & 1) as i64))
+            }
+            BIG_INT => {
+                let digits = self.text()?;
+                let unsigned = digits.strip_prefix('-').unwrap_or(digits);
+                if unsigned.is_empty() || !unsigned.bytes().all(|c| c.is_ascii_digit()) {
+                    return Err(ValueError::BadNumber.into());
+                }
+                b.big_int(digits)
+            }
+            FLOAT => {
+                let raw = self.take(8)?;
+                b.float(f64::from_le_bytes(raw.try_into().expect("8 bytes")))
+            }
+            STR => {
+                let s = self.text()?;
+                b.str(s)
+            }
+            LIST => {
+                let n = self.count()?;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.value(b, depth + 1)?);
+                }
+                b.list(items)
+            }
+            OBJECT => {
+                let n = self.count()?;
+                let object = b.object(n)?;
+                for _ in 0..n {
+                    let key = self.text()?;
+                    let value = self.value(b, depth + 1)?;
+                    b.set(&object, key, value)?;
+                }
+                Ok(object)
+            }
+            tag => Err(ValueError::BadTag(tag).into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::cell::RefCell;
+
+    /// A JSON-native tree for the tests (objects keep member order, as Python dicts do).
+    #[derive(Debug, Clone, PartialEq)]
+    enum V {
+        Null,
+        Bool(bool),
+        Int(i64),
+        Big(String),
+        Float(u64),
+        Str(String),
+        List(Vec<V>),
+        Object(RefCell<Vec<(String, V)>>),
+    }
+
+    fn encode(v: &V, w: &mut Writer) {
+        match v {
+            V::Null => w.null(),
+            V::Bool(b) => w.bool(*b),
+            V::Int(i) => w.int(*i),
+            V::Big(d) => w.big_int(d),
+            V::Float(bits) => w.float(f64::from_bits(*bits)),
+            V::Str(s) => w.str(s),
+            V::List(items) => {
+                w.list(items.len());
+                items.iter().for_each(|i| encode(i, w));
+            }
+            V::Object(members) => {
+                let members = members.borrow();
+                w.object(members.len());
+                for (k, v) in members.iter() {
+                    w.key(k);
+                    encode(v, w);
+                }
+            }
+        }
+    }
+
+    struct Tree;
+    impl Builder for Tree {
+        type Value = V;
+        type Error = ValueError;
+        fn null(&mut self) -> Result<V, ValueError> {
+            Ok(V::Null)
+        }
+        fn bool(&mut self, v: bool) -> Result<V, ValueError> {
+            Ok(V::Bool(v))
+        }
+        fn int(&mut self, v: i64) -> Result<V, ValueError> {
+            Ok(V::Int(v))
+        }
+        fn big_int(&mut self, d: &str) -> Result<V, ValueError> {
+            Ok(V::Big(d.to_owned()))
+        }
+        fn float(&mut self, v: f64) -> Result<V, ValueError> {
+            Ok(V::Float(v.to_bits()))
+        }
+        fn str(&mut self, v: &str) -> Result<V, ValueError> {
+            Ok(V::Str(v.to_owned()))
+        }
+        fn list(&mut self, items: Vec<V>) -> Result<V, ValueError> {
+            Ok(V::List(items))
+        }
+        fn object(&mut self, len: usize) -> Result<V, ValueError> {
+            Ok(V::Object(RefCell::new(Vec::with_capacity(len))))
+        }
+        fn set(&mut self, object: &V, key: &str, value: V) -> Result<(), ValueError> {
+            match object {
+                V::Object(m) => m.borrow_mut().push((key.to_owned(), value)),
+                _ => unreachable!(),
+            }
+            Ok(())
+        }
+    }
+
+    fn values() -> impl Strategy<Value = V> {
+        let leaf = prop_oneof![
+            Just(V::Null),
+            any::<bool>().prop_map(V::Bool),
+            any::<i64>().prop_map(V::Int),
+            "-?[1-9][0-9]{19,40}".prop_map(V::Big),
+            any::<u64>().prop_map(V::Float),
+            any::<String>().prop_map(V::Str),
+        ];
+        leaf.prop_recursive(6, 200, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(V::List),
+                proptest::collection::vec((any::<String>(), inner), 0..8)
+                    .prop_map(|m| V::Object(RefCell::new(m))),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(v in values()) {
+            let mut w = Writer::default();
+            encode(&v, &mut w);
+            prop_assert_eq!(decode(&w.buf, &mut Tree), Ok(v));
+        }
+
+        #[test]
+        fn every_truncation_is_an_error(v in values(), cut in any::<prop::sample::Index>()) {
+            let mut w = Writer::default();
+            encode(&v, &mut w);
+            let keep = cut.index(w.buf.len());
+            prop_assert!(decode(&w.buf[..keep], &mut Tree).is_err());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&bytes, &mut Tree);
+        }
+    }
+
+    #[test]
+    fn refuses_lengths_beyond_the_bytes_and_deep_nesting() {
+        assert_eq!(
+            decode(&[LIST, 0xff, 0xff, 0xff, 0x0f], &mut Tree),
+            Err(ValueError::Truncated)
+        );
+        assert_eq!(
+            decode(&[STR, 5, b'a'], &mut Tree),
+            Err(ValueError::Truncated)
+        );
+        let mut deep = vec![];
+        for _ in 0..=MAX_DEPTH + 1 {
+            deep.extend_from_slice(&[LIST, 1]);
+        }
+        deep.push(NULL);
+        assert_eq!(decode(&deep, &mut Tree), Err(ValueError::TooDeep));
+        assert_eq!(
+            decode(&[NULL, NULL], &mut Tree),
+            Err(ValueError::TrailingBytes)
+        );
+        assert_eq!(
+            decode(&[BIG_INT, 2, b'1', b'x'], &mut Tree),
+            Err(ValueError::BadNumber)
+        );
+    }
+}
