@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import threading
 import time
 
@@ -177,40 +176,3 @@ def test_asyncify_runs_sync_program_on_a_worker_thread_with_context():
     results = asyncio.run(main())
     assert [r.y for r in results] == [i * i for i in range(10)] and {r.lm for r in results} == {"async-ctx"}
     assert threading.current_thread().name not in program.threads
-
-
-def test_evaluate_scores_and_reports_per_example_results(tmp_path, capsys):
-    def metric(example, pred, trace=None):
-        return float(example.label == pred.y)
-
-    program = Square()
-    devset = examples([1, 2, 3, -4])
-    devset[1] = devset[1].copy(label=0)
-    out_json = tmp_path / "results.json"
-    result = dspy.Evaluate(devset=devset, metric=metric, num_threads=2, display_table=True, save_as_json=str(out_json))(
-        program
-    )
-    assert result.score == 50.0
-    assert [score for *_, score in result.results] == [1.0, 0.0, 1.0, 0.0]
-    assert result.results[3][1] == dspy.Prediction()
-    assert result.results[0][0] is devset[0] and result.results[0][1].y == 1
-    rows = json.loads(out_json.read_text())
-    assert rows[0]["metric"] == 1.0 and rows[0]["x"] == 1 and rows[0]["y"] == 1
-    table = capsys.readouterr().out
-    assert "✔️ [1.000]" in table and "metric" in table
-    assert repr(result) == "EvaluationResult(score=50.0, results=<list of 4 results>)"
-
-
-def test_evaluate_async_program_and_progress(capsys):
-    result = dspy.Evaluate(devset=examples(range(10)), metric=lambda ex, p: ex.label == p.y, display_progress=True)(
-        AsyncSquare()
-    )
-    assert result.score == 100.0
-    assert "Average Metric: 10.00 / 10 (100.0%)" in capsys.readouterr().out
-
-
-def test_evaluate_rejects_empty_devset_and_missing_metric():
-    with pytest.raises(ValueError, match="devset"):
-        dspy.Evaluate(devset=[], metric=lambda e, p: 1)(Square())
-    with pytest.raises(ValueError, match="metric"):
-        dspy.Evaluate(devset=examples([1]))(Square())

@@ -237,3 +237,46 @@ def test_cache_hits_add_no_usage(llm_server):
         second = dspy.Predict("question -> answer")(question=question)
     assert first.get_lm_usage()["openai/test-model"]["total_tokens"] > 0
     assert second.get_lm_usage() == {} and second.answer == first.answer
+
+
+def _recorder(base: type) -> type:
+    class Rec(base):
+        def __init__(self):
+            self.events = []
+
+        def on_module_start(self, call_id, instance, inputs):
+            self.events.append("module_start")
+
+        def on_module_end(self, call_id, outputs, exception=None):
+            self.events.append("module_end")
+
+        def on_adapter_format_start(self, call_id, instance, inputs):
+            self.events.append("format_start")
+
+        def on_adapter_format_end(self, call_id, outputs, exception=None):
+            self.events.append("format_end")
+
+        def on_adapter_parse_start(self, call_id, instance, inputs):
+            self.events.append("parse_start")
+
+        def on_adapter_parse_end(self, call_id, outputs, exception=None):
+            self.events.append(("parse_end", outputs))
+
+        def on_lm_start(self, call_id, instance, inputs):
+            self.events.append("lm_start")
+
+        def on_lm_end(self, call_id, outputs, exception=None):
+            self.events.append("lm_end")
+
+    return Rec
+
+
+def test_callbacks_see_module_adapter_and_lm_in_dspys_order(llm_server):
+    sequences = []
+    for lib, base in ((dspy, dspy.BaseCallback), (real_dspy, real_dspy.utils.BaseCallback)):
+        recorder = _recorder(base)()
+        with lib.context(lm=lm_for(lib, llm_server), callbacks=[recorder]):
+            lib.ChainOfThought("question -> answer")(question="Why is the sky blue?")
+        sequences.append(recorder.events)
+    assert sequences[0] == sequences[1]
+    assert sequences[0][0] == "module_start" and sequences[0][-1] == "module_end" and "lm_start" in sequences[0]

@@ -95,3 +95,25 @@ def test_prediction_score_arithmetic_and_usage():
     p.set_lm_usage({"m": {"total_tokens": 3}})
     assert p.get_lm_usage() == {"m": {"total_tokens": 3}}
     assert repr(dspy.Prediction(answer="x")) == repr(real_dspy.Prediction(answer="x"))
+
+
+def test_completions_show_what_the_lm_answered_even_after_fields_change():
+    for lib in (dspy, real_dspy):
+        pred = lib.Prediction.from_completions([{"answer": "a", "note": "n"}])
+        pred.answer = "changed"
+        pred["note"] = "changed too"
+        assert pred.completions.answer == ["a"] and pred.completions.note == ["n"]
+        assert pred.answer == "changed" and len(pred.completions) == 1
+        other = lib.Prediction.from_completions([{"answer": "a"}])
+        del other["answer"]
+        assert other.completions.answer == ["a"] and "answer" not in other
+
+
+def test_predictions_copy_and_keep_no_input_split():
+    pred = dspy.Prediction.from_completions([{"answer": "a"}], signature=None)
+    twin = copy.deepcopy(pred)
+    assert twin == pred and twin.completions.answer == ["a"] and twin is not pred
+    with pytest.raises(AttributeError):
+        _ = pred._input_keys
+    assert dspy.Example(pred).toDict() == {"answer": "a"}
+    assert copy.copy(dspy.Example(a=1).with_inputs("a")).inputs().keys() == ["a"]

@@ -24,6 +24,9 @@ def _names_of(cls: type) -> frozenset[str]:
 class Example:
     """A record of named fields, e.g. `Example(question="2+2?", answer="4").with_inputs("question")`."""
 
+    # Slots keep a batch of thousands of examples and predictions small; `__dict__` stays for other attributes.
+    __slots__ = ("__dict__", "__weakref__", "_demos", "_input_keys", "_store")
+
     def __init__(self, base: Example | dict[str, Any] | None = None, **kwargs: Any) -> None:
         store: dict[str, Any]
         input_keys = None
@@ -42,10 +45,10 @@ class Example:
         object.__setattr__(self, "_input_keys", input_keys)
 
     def __getattr__(self, key: str) -> Any:
-        if key.startswith("__") and key.endswith("__"):
+        if (key.startswith("__") and key.endswith("__")) or key == "_store":
             raise AttributeError(key)
         try:
-            return self.__dict__["_store"][key]
+            return self._store[key]
         except KeyError:
             raise AttributeError(f"'{type(self).__name__}' object has no attribute '{key}'") from None
 

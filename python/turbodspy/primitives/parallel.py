@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
+import gc
 import itertools
 import logging
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from turbodspy.errors import DSPyError
@@ -45,6 +47,33 @@ def background_loop() -> asyncio.AbstractEventLoop:
             thread.start()
             _loop = loop
         return _loop
+
+
+_frozen_depth = 0
+_freeze_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _objects_before_frozen() -> Iterator[None]:
+    """Exempt every object that exists before a batch from the garbage collector's full passes during it.
+
+    A process that imported LiteLLM holds over half a million objects, and each full collection walks all of
+    them; a long batch creates enough objects to trigger many. Freezing (`gc.freeze`, undone by `gc.unfreeze`
+    when the outermost batch ends) leaves those passes only the batch's own objects. Nothing is leaked: cycles
+    among the frozen objects are collected after the batch as before.
+    """
+    global _frozen_depth
+    with _freeze_lock:
+        if _frozen_depth == 0:
+            gc.freeze()
+        _frozen_depth += 1
+    try:
+        yield
+    finally:
+        with _freeze_lock:
+            _frozen_depth -= 1
+            if _frozen_depth == 0:
+                gc.unfreeze()
 
 
 class BatchCancelledError(DSPyError):
@@ -208,19 +237,8 @@ class ParallelExecutor:
                     progress.advance(error if error is not None else outcome)
 
         try:
-            if self.num_threads == 1 or len(data) <= 1:
-                run_items()
-            else:
-                workers = [
-                    threading.Thread(target=run_items, name=f"turbodspy-batch-{i}", daemon=True)
-                    for i in range(min(self.num_threads, len(data)))
-                ]
-                for w in workers:
-                    w.start()
-                for w in workers:
-                    # A timed join keeps the main thread responsive to Ctrl-C.
-                    while w.is_alive():
-                        w.join(0.25)
+            with _objects_before_frozen():
+                self._run_workers(run_items, total)
         except KeyboardInterrupt:
             self.cancel_jobs.set()
             logger.warning("SIGINT received. Cancelling.")
@@ -228,6 +246,21 @@ class ParallelExecutor:
         finally:
             progress.close()
         return self._finish(results)
+
+    def _run_workers(self, run_items: Callable[[], None], total: int) -> None:
+        if self.num_threads == 1 or total <= 1:
+            run_items()
+            return
+        workers = [
+            threading.Thread(target=run_items, name=f"turbodspy-batch-{i}", daemon=True)
+            for i in range(min(self.num_threads, total))
+        ]
+        for w in workers:
+            w.start()
+        for w in workers:
+            # A timed join keeps the main thread responsive to Ctrl-C.
+            while w.is_alive():
+                w.join(0.25)
 
     # -- async --------------------------------------------------------------------------------------------------
 
@@ -286,7 +319,8 @@ class ParallelExecutor:
         # Each worker is a task, so it runs in its own copy of the caller's context.
         workers = [asyncio.ensure_future(run_items()) for _ in range(min(concurrency, len(data)))]
         try:
-            await asyncio.gather(*workers)
+            with _objects_before_frozen():
+                await asyncio.gather(*workers)
         except BaseException:
             self.cancel_jobs.set()
             for w in workers:

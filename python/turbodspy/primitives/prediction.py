@@ -7,6 +7,7 @@ choice); the prediction's fields are the first choice's and `.completions` holds
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from turbodspy.primitives.example import Example
@@ -15,13 +16,15 @@ from turbodspy.primitives.example import Example
 class Prediction(Example):
     """Output fields of a module call; `.completions` for all choices, `get_lm_usage()` for token usage."""
 
+    __slots__ = ("_choices", "_lm_usage")
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        d = self.__dict__
-        del d["_demos"]
-        del d["_input_keys"]
-        d["_choices"] = None
-        d["_lm_usage"] = None
+        # A prediction has no input/label split and no demos (reading them raises AttributeError, as in DSPy).
+        del self._demos
+        del self._input_keys
+        object.__setattr__(self, "_choices", None)
+        object.__setattr__(self, "_lm_usage", None)
 
     def get_lm_usage(self) -> dict[str, dict[str, Any]] | None:
         """Token usage of the LM calls that made this prediction, per LM (needs `configure(track_usage=True)`)."""
@@ -34,30 +37,48 @@ class Prediction(Example):
     def from_completions(cls, list_or_dict: list[dict[str, Any]] | dict[str, list[Any]], signature: Any = None):
         """A prediction whose fields are the first completion's, keeping all of them in `.completions`."""
         obj = cls.__new__(cls)
-        # What `cls()` sets up, written directly: this runs once per module call. One plain choice (the common
-        # case) is kept as is and becomes a `Completions` only when someone reads `.completions`.
-        if isinstance(list_or_dict, list) and len(list_or_dict) == 1 and isinstance(list_or_dict[0], dict):
-            store, choices = dict(list_or_dict[0]), (list_or_dict[0], signature)
+        if isinstance(list_or_dict, list) and len(list_or_dict) == 1 and type(list_or_dict[0]) is dict:
+            # One choice, the common case: its dict becomes the fields, and `.completions` is built from them on
+            # first read, or before the first change to a field (so it always shows what the LM answered).
+            object.__setattr__(obj, "_store", list_or_dict[0])
+            object.__setattr__(obj, "_choices", _one_choice(signature))
         else:
             choices = Completions(list_or_dict, signature=signature)
-            store = {k: v[0] for k, v in choices._completions.items()}
-        obj.__dict__.update(_store=store, _choices=choices, _lm_usage=None)
+            object.__setattr__(obj, "_store", {k: v[0] for k, v in choices._completions.items()})
+            object.__setattr__(obj, "_choices", choices)
+        object.__setattr__(obj, "_lm_usage", None)
         return obj
 
     @property
     def _completions(self) -> Completions | None:
-        choices = self.__dict__.get("_choices")
-        if isinstance(choices, tuple):
-            choices = self.__dict__["_choices"] = Completions([choices[0]], signature=choices[1])
+        choices = self._choices
+        if type(choices) is _OneChoice:
+            choices = Completions([dict(self._store)], signature=choices.signature)
+            object.__setattr__(self, "_choices", choices)
         return choices
 
     @_completions.setter
     def _completions(self, value: Completions | None) -> None:
-        self.__dict__["_choices"] = value
+        object.__setattr__(self, "_choices", value)
 
     @property
     def completions(self) -> Completions | None:
         return self._completions
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if not key.startswith("_") and type(self._choices) is _OneChoice:
+            self._completions  # noqa: B018 (materialise before the fields change)
+        super().__setattr__(key, value)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if type(self._choices) is _OneChoice:
+            self._completions  # noqa: B018
+        self._store[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if type(self._choices) is _OneChoice:
+            self._completions  # noqa: B018
+        del self._store[key]
 
     def __repr__(self) -> str:
         store_repr = ",\n    ".join(f"{k}={v!r}" for k, v in self._store.items())
@@ -106,6 +127,32 @@ class Prediction(Example):
 
     # Defining __eq__ in Example and comparison operators here must not make predictions unhashable.
     __hash__ = Example.__hash__
+
+
+class _OneChoice:
+    """Stands for the `Completions` of a single-choice prediction until someone needs the real one."""
+
+    __slots__ = ("signature",)
+
+    def __init__(self, signature: Any) -> None:
+        self.signature = signature
+
+
+_one_choice_by_signature: weakref.WeakKeyDictionary[Any, _OneChoice] = weakref.WeakKeyDictionary()
+_one_choice_without_signature = _OneChoice(None)
+
+
+def _one_choice(signature: Any) -> _OneChoice:
+    """One shared marker per signature, so a batch of predictions does not hold one marker each."""
+    if signature is None:
+        return _one_choice_without_signature
+    try:
+        marker = _one_choice_by_signature.get(signature)
+        if marker is None:
+            marker = _one_choice_by_signature[signature] = _OneChoice(signature)
+        return marker
+    except TypeError:  # not weak-referenceable
+        return _OneChoice(signature)
 
 
 class Completions:
