@@ -191,3 +191,15 @@ def test_memory_cache_round_trips_through_json(tmp_path, llm_server):
     dspy.cache.load_memory_cache(path)
     assert lm("save me") == answer
     assert len(llm_server.model_requests) == 1
+
+
+def test_disk_hits_promoted_to_memory_respect_the_byte_bound(tmp_path):
+    writer = dspy.Cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=tmp_path)
+    for i in range(50):
+        writer.store(f"{i:064x}", {"response": {"text": "y" * 2000}, "i": i})
+    reader = dspy.Cache(
+        enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=tmp_path, memory_max_bytes=20_000
+    )
+    assert all(reader.lookup(f"{i:064x}").record["i"] == i for i in range(50))
+    assert 0 < reader.memory_bytes <= 20_000
+    assert 1 <= len(reader) < 50
