@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 import warnings
 
+import pydantic
 import pytest
 
 import turbodspy as dspy
@@ -56,6 +59,8 @@ def test_keys_equal_dspy_keys_for_the_same_call(llm_server):
         (("Say this is a test!",), {"rollout_id": 1, "temperature": 1.0}),
         (("A stop",), {"stop": ["\n\n"], "max_tokens": 50}),
     ]
+    responses = {"model_type": "responses", "use_developer_role": True, "temperature": 1.0, "max_tokens": 16000}
+    system_first = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
     for args, kwargs in calls:
         ours = openai_lm(llm_server, temperature=0.2)
         theirs = real_dspy.LM("openai/gpt-4o-mini", api_base=llm_server.openai_base, api_key=SECRET, temperature=0.2)
@@ -66,6 +71,18 @@ def test_keys_equal_dspy_keys_for_the_same_call(llm_server):
             theirs(*args, **kwargs)
         (dspy_key,) = set(real_dspy.cache.memory_cache.keys()) - before
         assert dspy_key in dspy.cache, (args, kwargs)
+    # The Responses API with the developer role: system messages are rewritten before keying, in both.
+    ours = dspy.LM("openai/gpt-5-mini", api_base=llm_server.openai_base, api_key=SECRET, **responses)
+    theirs = real_dspy.LM("openai/gpt-5-mini", api_base=llm_server.openai_base, api_key=SECRET, **responses)
+    ours(messages=system_first)
+    before = set(real_dspy.cache.memory_cache.keys())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        theirs(messages=system_first)
+    (dspy_key,) = set(real_dspy.cache.memory_cache.keys()) - before
+    assert dspy_key in dspy.cache
+    (ours_sent, *_) = [r for r in llm_server.model_requests if r.path.endswith("/responses")]
+    assert ours_sent.body["input"][0]["role"] == "developer"
 
 
 def test_memory_tier_is_bounded_in_bytes():
@@ -108,17 +125,18 @@ def test_concurrent_identical_requests_cause_one_provider_request(llm_server):
     assert len(lm.history) == 16
 
 
-def test_a_failed_leader_passes_its_error_to_the_waiters(llm_server):
+def test_a_failed_leader_never_hands_its_error_to_the_waiters(llm_server):
+    # The key leaves credentials out, so a waiter's call may well succeed where the leader's failed.
     llm_server.latency = 0.3
     llm_server.fail_next("401", count=1)
     lm = openai_lm(llm_server, num_retries=0)
     start = threading.Barrier(4)
-    failures = []
+    failures, answers = [], []
 
     def worker():
         start.wait()
         try:
-            lm("fails for everyone")
+            answers.append(lm("fails only for the first caller")[0])
         except dspy.LMAuthError as exc:
             failures.append(exc)
 
@@ -127,9 +145,49 @@ def test_a_failed_leader_passes_its_error_to_the_waiters(llm_server):
         t.start()
     for t in threads:
         t.join()
-    assert len(failures) == 4
-    assert len(llm_server.model_requests) == 1
-    assert lm("fails for everyone")  # nothing bad was cached: the next call asks again and succeeds
+    assert len(failures) == 1
+    assert len(answers) == 3 and len(set(answers)) == 1
+    assert len(llm_server.model_requests) == 4
+
+
+class SlowAsyncLM(dspy.BaseLM):
+    async def aforward(self, prompt=None, messages=None, **kwargs):
+        await asyncio.sleep(0.3)
+        return {"model": "slow-1", "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}]}
+
+
+def test_a_waiter_giving_up_does_not_cancel_the_request_for_the_others():
+    lm = SlowAsyncLM("slow")
+
+    async def main():
+        async def impatient():
+            await asyncio.sleep(0.01)
+            return await asyncio.wait_for(lm.acall("q"), 0.05)
+
+        async def patient():
+            await asyncio.sleep(0.02)
+            return await lm.acall("q")
+
+        return await asyncio.gather(lm.acall("q"), impatient(), patient(), return_exceptions=True)
+
+    leader, impatient, patient = asyncio.run(main())
+    assert leader == ["ok"] and patient == ["ok"]
+    assert isinstance(impatient, asyncio.TimeoutError)
+    assert len(lm.history) == 2
+
+
+def test_dict_outputs_handed_out_cannot_change_the_cache(llm_server):
+    from turbodspy.testing import Reply
+
+    llm_server.script([Reply(text=None, tool_calls=[{"name": "search", "arguments": {"q": "dspy"}}])])
+    lm = openai_lm(llm_server)
+    (first,) = lm("use a tool")
+    first["tool_calls"][0]["function"]["name"] = "HACKED"
+    lm.history[0]["outputs"][0]["tool_calls"][0]["function"]["name"] = "EDITED"
+    (again,) = lm("use a tool")
+    assert again["tool_calls"][0]["function"]["name"] == "search"
+    again["tool_calls"].clear()
+    assert lm("use a tool")[0]["tool_calls"][0]["function"]["name"] == "search"
 
 
 class ScriptedLM(dspy.BaseLM):
@@ -161,17 +219,26 @@ def test_base_lm_subclasses_get_caching_and_history():
     assert uncached("q") == ["answer 1"] and uncached("q") == ["answer 2"]
 
 
+class Answer(pydantic.BaseModel):
+    answer: str
+
+
+def answer_format(text: str) -> str:
+    return text.strip()
+
+
 def test_requests_holding_pydantic_models_and_callables_are_keyed_as_dspy_keys_them():
-    import pydantic
+    import dspy as real_dspy
 
-    class Answer(pydantic.BaseModel):
-        answer: str
-
-    cache = dspy.cache
-    with_model = {"model": "m", "response_format": Answer}
-    key = cache.cache_key(with_model)
-    assert key == cache.cache_key({"model": "m", "response_format": Answer.model_json_schema()})
-    assert key != cache.cache_key({"model": "m"})
+    requests = [
+        {"model": "m", "response_format": Answer},
+        {"model": "m", "response_format": Answer(answer="42")},
+        {"model": "m", "tools": {"format": answer_format}},
+    ]
+    ignored = ["api_key", "api_base", "base_url"]
+    for request in requests:
+        assert dspy.cache.cache_key(request, ignored) == real_dspy.cache.cache_key(request, ignored)
+    assert dspy.cache.cache_key(requests[0]) != dspy.cache.cache_key({"model": "m"})
 
 
 def test_unknown_memory_cache_files_are_refused(tmp_path):
@@ -186,7 +253,8 @@ def test_memory_cache_round_trips_through_json(tmp_path, llm_server):
     answer = lm("save me")
     path = tmp_path / "memory.json"
     dspy.cache.save_memory_cache(path)
-    assert b"pickle" not in path.read_bytes() and SECRET.encode() not in path.read_bytes()
+    assert json.loads(path.read_text())["format"] == "turbodspy-memory-cache"  # data, not a pickle
+    assert SECRET.encode() not in path.read_bytes()
     dspy.configure_cache(enable_disk_cache=False)
     dspy.cache.load_memory_cache(path)
     assert lm("save me") == answer

@@ -353,3 +353,48 @@ def test_credential_headers_never_reach_history_or_saved_state(llm_server):
     out = io.StringIO()
     lm.inspect_history(1, file=out)
     assert SECRET not in out.getvalue()
+
+
+def test_track_usage_counts_fresh_calls_only(llm_server):
+    lm = openai_lm(llm_server)
+    with dspy.track_usage() as tracker:
+        lm("count me")
+        lm("count me")  # a cache hit: nothing billed
+    totals = tracker.get_total_tokens()[lm.model]
+    assert totals["total_tokens"] == lm.history[0]["usage"]["total_tokens"] > 0
+
+
+def test_a_key_the_provider_echoes_never_reaches_the_error(llm_server):
+    llm_server.fail_next("401", message=f"Incorrect API key provided: {SECRET}. Check your key.")
+    with pytest.raises(dspy.LMAuthError) as info:
+        openai_lm(llm_server)("hi")
+    error = info.value
+    assert SECRET not in str(error) and "Incorrect API key provided" in str(error)
+    assert error.__cause__ is None and error.__suppress_context__  # LiteLLM's own text is not chained in
+
+
+def test_backoff_waits_at_least_what_retry_after_asks():
+    assert provider.backoff_seconds(0, 5.0) >= 5.0
+    assert provider.backoff_seconds(0, None) <= provider.RETRY_BASE_SECONDS
+    assert provider.backoff_seconds(30, None) <= provider.RETRY_MAX_SECONDS
+
+
+def test_saved_lm_state_loads_in_dspy_and_back(llm_server):
+    import dspy as real_dspy
+
+    state = openai_lm(llm_server, temperature=0.3).dump_state()
+    theirs = real_dspy.BaseLM.load_state(state)
+    assert type(theirs) is real_dspy.LM and theirs.kwargs["temperature"] == 0.3
+    ours = dspy.BaseLM.load_state(theirs.dump_state())
+    assert type(ours) is dspy.LM and ours.model == "openai/gpt-4o-mini"
+
+
+def test_history_reads_like_a_list(llm_server):
+    lm = openai_lm(llm_server)
+    for i in range(3):
+        lm(f"q{i}")
+    combined = lm.history + [{"prompt": "extra"}]  # noqa: RUF005 - the list operator DSPy users write
+    assert isinstance(combined, list) and [e["prompt"] for e in combined] == ["q0", "q1", "q2", "extra"]
+    assert lm.history.pop(0)["prompt"] == "q0"
+    assert lm.history.pop()["prompt"] == "q2"
+    assert len(lm.history) == 1

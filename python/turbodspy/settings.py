@@ -55,7 +55,8 @@ class Settings:
         if cls._instance is None:
             instance = super().__new__(cls)
             object.__setattr__(instance, "_config", {k: _fresh(v) for k, v in DEFAULT_CONFIG.items()})
-            object.__setattr__(instance, "_lock", threading.Lock())
+            object.__setattr__(instance, "_lock", threading.Lock())  # `settings.lock`, for users' own code
+            object.__setattr__(instance, "_configure_lock", threading.Lock())
             object.__setattr__(instance, "_owner_thread", None)
             object.__setattr__(instance, "_owner_task", None)
             cls._instance = instance
@@ -98,7 +99,7 @@ class Settings:
 
     def configure(self, **kwargs: Any) -> None:
         """Set process-wide defaults. Only the thread (and asyncio task) that first called it may call it again."""
-        with self._lock:
+        with self._configure_lock:
             self._claim_ownership()
             self._config.update(kwargs)
 
@@ -130,7 +131,7 @@ class Settings:
             return
         if self._owner_task is None:
             object.__setattr__(self, "_owner_task", task)
-        elif self._owner_task is not task:
+        elif self._owner_task is not task and not _in_ipython():
             raise RuntimeError(
                 "turbodspy.configure(...) can only be called from the async task that first called it. "
                 "Use `turbodspy.context(...)` in other async tasks instead."
@@ -138,6 +139,15 @@ class Settings:
 
     def __repr__(self) -> str:
         return repr(self.copy())
+
+
+def _in_ipython() -> bool:
+    """IPython runs each cell as its own task: `configure` stays allowed there, as in DSPy."""
+    ipython = sys.modules.get("IPython")
+    try:
+        return ipython is not None and ipython.get_ipython() is not None
+    except Exception:
+        return False
 
 
 def _fresh(value: Any) -> Any:

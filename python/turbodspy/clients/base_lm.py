@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 import warnings
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -132,12 +133,8 @@ class BaseLM:
             return self._finish_waiter(call, future.result(), config)
         try:
             return self._finish(call, self._fetch(call), future, config)
-        except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
-            raise
         finally:
-            single_flight.release(key)
+            single_flight.release(key, future)
 
     async def _acall(self, prompt: Any, messages: Any, kwargs: dict[str, Any], config: dict[str, Any]) -> list:
         merged, request, cache, key = self._prepare(prompt, messages, kwargs, asynchronous=True)
@@ -150,28 +147,24 @@ class BaseLM:
             return self._finish(call, await self._afetch(call), None, config)
         leader, future = single_flight.claim(key)
         if not leader:
-            import asyncio
-
-            return self._finish_waiter(call, await asyncio.wrap_future(future), config)
+            return self._finish_waiter(call, await single_flight.wait(future), config)
         try:
             return self._finish(call, await self._afetch(call), future, config)
-        except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
-            raise
         finally:
-            single_flight.release(key)
+            single_flight.release(key, future)
 
     def _prepare(self, prompt: Any, messages: Any, kwargs: dict[str, Any], asynchronous: bool) -> tuple:
         """(merged kwargs, request, cache or None, key or None) for a call."""
-        use_cache = kwargs.pop("cache", self.cache)
+        use_cache = kwargs.get("cache", self.cache)
         merged = {**self.kwargs, **kwargs}
+        if "cache" in kwargs:
+            del merged["cache"]
         if "rollout_id" in merged:
             if merged["rollout_id"] is None:
                 del merged["rollout_id"]
             else:
                 self._warn_zero_temp_rollout(merged.get("temperature"), merged["rollout_id"])
-        request = {"model": self.model, "messages": messages or [{"role": "user", "content": prompt}], **merged}
+        request = {"model": self.model, "messages": self._rendered_messages(prompt, messages), **merged}
         if use_cache:
             cache = _package.cache
             if cache.enabled:  # an attribute, not a property: this is the hot path
@@ -185,15 +178,19 @@ class BaseLM:
                         pass  # a request that is not data goes uncached, as in DSPy
         return merged, request, None, None
 
+    def _rendered_messages(self, prompt: Any, messages: Any) -> list:
+        """The messages the request carries (and its key hashes)."""
+        return messages or [{"role": "user", "content": prompt}]
+
     def _cache_identifier(self, asynchronous: bool) -> str:
         cls = type(self)
         return f"{cls.__module__}.{cls.__qualname__}.{'aforward' if asynchronous else 'forward'}"
 
     def _fetch(self, call: PreparedCall) -> Any:
-        return self.forward(prompt=call.prompt, messages=call.messages, **call.kwargs)
+        return self.forward(prompt=call.prompt, messages=call.messages, **call.forward_kwargs())
 
     async def _afetch(self, call: PreparedCall) -> Any:
-        return await self.aforward(prompt=call.prompt, messages=call.messages, **call.kwargs)
+        return await self.aforward(prompt=call.prompt, messages=call.messages, **call.forward_kwargs())
 
     def _finish(self, call: PreparedCall, response: Any, future: Future | None, config: dict[str, Any]) -> list:
         """A fresh response: extract outputs, cache it, record usage and history."""
@@ -201,8 +198,8 @@ class BaseLM:
         usage = dict(get_field(response, "usage", None) or {})
         cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
         if future is not None:
-            future.set_result(self._store(call, response, usage, cost, outputs))
-        if config["track_usage"] and config["usage_tracker"] is not None:
+            single_flight.release(call.key, future, self._store(call, response, usage, cost, outputs))
+        if config["usage_tracker"] is not None:  # set by track_usage() or configure(track_usage=True)
             config["usage_tracker"].add_usage(self.model, usage)
         if not config["disable_history"]:
             model = get_field(response, "model", None)
@@ -221,7 +218,7 @@ class BaseLM:
 
     def _finish_waiter(self, call: PreparedCall, entry: CacheEntry | None, config: dict[str, Any]) -> list:
         """Another caller fetched this request while we waited: its entry is our cache hit."""
-        if entry is None:  # the leader's response could not be cached: ask again
+        if entry is None:  # the leader failed, or its response could not be cached: ask for ourselves
             return self._finish(call, self._fetch(call), None, config)
         return self._finish_hit(call.prompt, call.messages, call.kwargs, call.merged, entry, config)
 
@@ -240,7 +237,7 @@ class BaseLM:
                 kwargs,
                 derived.response,
                 derived.response_model,
-                derived.outputs,
+                _copy_outputs(derived.outputs) if derived.has_dicts else derived.outputs,
                 {},
                 derived.cost,
                 config,
@@ -317,10 +314,10 @@ class BaseLM:
         return new
 
     def dump_state(self) -> dict[str, Any]:
-        """The LM's settings as data (no API key), for `load_state` and saved programs."""
+        """The LM's settings as data (no API key, no credential headers), for `load_state` and saved programs."""
         kwargs = {k: v for k, v in without_credentials(self.kwargs).items() if k != LM_CLASS_STATE_KEY}
         return {
-            LM_CLASS_STATE_KEY: _class_path(type(self)),
+            LM_CLASS_STATE_KEY: _state_class_path(type(self)),
             "model": self.model,
             "model_type": self.model_type,
             "cache": self.cache,
@@ -337,18 +334,45 @@ class BaseLM:
             return cls(**state)
         from turbodspy.clients.lm import LM
 
-        if class_path in (None, _BUILTIN_LM_CLASS_PATH, _class_path(LM)):
+        if class_path in (None, _BUILTIN_LM_CLASS_PATH, f"{LM.__module__}.{LM.__qualname__}"):
             return LM(**state)
         if not allow_custom_lm_class:
             raise ValueError(
                 f"Refusing to import custom serialized LM class `{class_path}`. "
                 "Pass allow_custom_lm_class=True when loading trusted state to enable custom LM classes."
             )
-        module_name, _, qualname = class_path.rpartition(".")
-        lm_class = getattr(importlib.import_module(module_name), qualname)
-        if not (isinstance(lm_class, type) and issubclass(lm_class, BaseLM)):
+        lm_class = _import_class(class_path)
+        if not issubclass(lm_class, BaseLM):
             raise TypeError(f"Serialized LM class `{class_path}` must be a subclass of turbodspy.BaseLM.")
+        if "allow_custom_lm_class" in inspect.signature(lm_class.load_state).parameters:
+            return lm_class.load_state(state, allow_custom_lm_class=allow_custom_lm_class)
         return lm_class.load_state(state)
+
+
+def _state_class_path(cls: type) -> str:
+    """Our own LM is saved under DSPy's name, so programs saved by either library load in the other."""
+    from turbodspy.clients.lm import LM
+
+    return _BUILTIN_LM_CLASS_PATH if cls is LM else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _import_class(path: str) -> type:
+    """The class at a dotted path whose module part may be any prefix (`pkg.mod.Outer.Inner`)."""
+    parts = path.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:split]))
+        except ModuleNotFoundError:
+            continue
+        try:
+            for name in parts[split:]:
+                obj = getattr(obj, name)
+        except AttributeError:
+            continue
+        if isinstance(obj, type):
+            return obj
+        raise TypeError(f"Serialized LM class `{path}` is not a class.")
+    raise ImportError(f"Could not import serialized LM class `{path}`.")
 
 
 _observed_cache: dict[Any, Any] = {}
@@ -373,7 +397,8 @@ class _Derived:
         self.response = response
         self.response_model = response.get("model")
         self.cost = response._cost
-        self.outputs = tuple(outputs)
+        # Its own copies: the first caller's outputs and history entry must not share objects with the cache.
+        self.outputs = tuple(copy.deepcopy(o) if isinstance(o, dict) else o for o in outputs)
         self.has_dicts = any(isinstance(o, dict) for o in outputs)
 
 
@@ -391,9 +416,9 @@ class PreparedCall:
         self.cache = cache
         self.key = key
 
-
-def _class_path(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
+    def forward_kwargs(self) -> dict:
+        """The call's kwargs for `forward`: `cache` is ours, not the model's."""
+        return {k: v for k, v in self.kwargs.items() if k != "cache"}
 
 
 def _plain_usage(usage: dict[str, Any]) -> dict[str, Any]:
@@ -408,8 +433,8 @@ def _plain_usage(usage: dict[str, Any]) -> dict[str, Any]:
 
 
 def _copy_outputs(outputs: Any) -> list:
-    """The caller's own list; dict outputs are copied too, so nobody can edit what the cache holds."""
-    return [dict(o) if isinstance(o, dict) else o for o in outputs]
+    """The caller's own list; dict outputs (tool calls, logprobs) are deep copies, so nobody can edit the cache."""
+    return [copy.deepcopy(o) if isinstance(o, dict) else o for o in outputs]
 
 
 def _completion_outputs(response: Any, merged: dict[str, Any]) -> list:

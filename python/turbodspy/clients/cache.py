@@ -105,10 +105,13 @@ class Cache:
         return None
 
     def store(self, key: str, record: Any, *, memory: bool = True) -> CacheEntry:
-        """Cache a JSON-native record under `key` on both tiers."""
+        """Cache a record under `key`: on both tiers when it is a JSON-native dict, else in memory only."""
         size = _json_size(record)
-        if self.disk is not None:
-            self.disk.put(key, record)
+        if self.disk is not None and isinstance(record, dict):
+            try:
+                self.disk.put(key, record)
+            except (TypeError, ValueError) as exc:  # not data: the disk store holds data only
+                logger.debug("Not storing %s on disk: %s", key, exc)
         if memory:
             return self._remember(key, record, size)
         return CacheEntry(record, size)
@@ -163,11 +166,6 @@ class Cache:
         except Exception:
             logger.debug("No cache key for request with keys %s", sorted(request))
             return
-        if self.disk is not None and not _is_json_native(value):
-            # The disk store holds data only; anything else stays in memory.
-            if enable_memory_cache and self.enable_memory_cache:
-                self._remember(key, value, 0)
-            return
         self.store(key, value, memory=enable_memory_cache and self.enable_memory_cache)
 
     def reset_memory_cache(self) -> None:
@@ -182,9 +180,14 @@ class Cache:
         with open(filepath, "w", encoding="utf-8") as f:
             json.dump({"format": "turbodspy-memory-cache", "version": 1, "entries": items}, f)
 
-    def load_memory_cache(self, filepath: str | os.PathLike) -> None:
-        with open(filepath, encoding="utf-8") as f:
-            data = json.load(f)
+    def load_memory_cache(self, filepath: str | os.PathLike, allow_pickle: bool = False) -> None:
+        """Load a file written by `save_memory_cache`. `allow_pickle` is accepted for DSPy's callers: nothing
+        here is ever unpickled, so a DSPy `.pkl` memory cache is refused whatever it says."""
+        try:
+            with open(filepath, encoding="utf-8") as f:
+                data = json.load(f)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            data = None
         if not isinstance(data, dict) or data.get("format") != "turbodspy-memory-cache":
             raise ValueError(f"{filepath} is not a turbodspy memory-cache file (written by save_memory_cache)")
         for key, record in data["entries"].items():
@@ -302,11 +305,14 @@ def configure_cache(
     disk_size_limit_bytes: int | None = None,
     memory_max_entries: int = 1_000_000,
     memory_max_bytes: int = DEFAULT_MEMORY_MAX_BYTES,
+    restrict_pickle: bool | None = None,
+    safe_types: list[type] | None = None,
 ) -> None:
     """Replace `turbodspy.cache` with a cache built from these settings (DSPy's names).
 
     The disk store defaults to `~/.turbodspy_cache` (`TURBODSPY_CACHEDIR`) with a 30 GB limit
-    (`TURBODSPY_CACHE_LIMIT`); it is opened on first use, never here.
+    (`TURBODSPY_CACHE_LIMIT`); it is opened on first use, never here. `restrict_pickle` and `safe_types`
+    are accepted for DSPy's callers and have nothing to do: no cache of ours holds pickles.
     """
     import turbodspy
 

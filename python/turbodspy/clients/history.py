@@ -27,6 +27,22 @@ class CallHistory(deque):
             return list(self)[index]
         return deque.__getitem__(self, index)
 
+    def pop(self, index: int = -1) -> Any:
+        """As `list.pop`: the last entry by default, `pop(0)` the oldest."""
+        if index == -1:
+            return deque.pop(self)
+        if index == 0:
+            return self.popleft()
+        entry = self[index]
+        del self[index]
+        return entry
+
+    def __add__(self, other: Any) -> list:
+        return list(self) + list(other)
+
+    def __radd__(self, other: Any) -> list:
+        return list(other) + list(self)
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (deque, list, tuple)):
             return list(self) == list(other)
@@ -40,19 +56,20 @@ class CallHistory(deque):
 
 GLOBAL_HISTORY = CallHistory(maxlen=MAX_GLOBAL_HISTORY)
 
-_second = -1
-_second_text = ""
+# (second, its local date and time as text): one tuple, so threads always see a matching pair.
+_formatted_second: tuple[int, str] = (-1, "")
 
 
 def timestamp() -> str:
     """`datetime.now().isoformat()`, at half the cost: the local date and time are formatted once a second."""
-    global _second, _second_text
+    global _formatted_second
     seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
-    if seconds != _second:
-        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(seconds))
-        _second = seconds
+    second, text = _formatted_second
+    if seconds != second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(seconds))
+        _formatted_second = (seconds, text)
     micros = nanos // 1000
-    return f"{_second_text}.{micros:06d}" if micros else _second_text
+    return f"{text}.{micros:06d}" if micros else text
 
 
 def record_history(owner: Any, entry: dict[str, Any], config: dict[str, Any] | None = None) -> None:

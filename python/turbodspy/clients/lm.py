@@ -119,31 +119,29 @@ class LM(BaseLM):
     def _fetch(self, call: PreparedCall) -> Any:
         if self._own_forward:
             return super()._fetch(call)
-        return provider.complete(self._provider_request(call.request), self.model_type, self.num_retries, _agent())
+        return provider.complete(call.request, self.model_type, self.num_retries, _agent())
 
     async def _afetch(self, call: PreparedCall) -> Any:
         if self._own_forward:
             return await super()._afetch(call)
-        request = self._provider_request(call.request)
-        return await provider.acomplete(request, self.model_type, self.num_retries, _agent())
+        return await provider.acomplete(call.request, self.model_type, self.num_retries, _agent())
 
-    def _provider_request(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _rendered_messages(self, prompt: Any, messages: Any) -> list:
+        rendered = super()._rendered_messages(prompt, messages)
         if self.use_developer_role and self.model_type == "responses":
-            messages = [{**m, "role": "developer"} if m.get("role") == "system" else m for m in request["messages"]]
-            request = {**request, "messages": messages}
-        return request
+            # Before the key is computed, as DSPy does, so both libraries key the same request alike.
+            rendered = [{**m, "role": "developer"} if m.get("role") == "system" else m for m in rendered]
+        return rendered
 
     def forward(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> Any:
         """One provider call, uncached and unrecorded: LiteLLM's response object."""
         _, request, _, _ = self._prepare(prompt, messages, {**kwargs, "cache": False}, asynchronous=False)
-        request = self._provider_request(request)
         return provider.complete(request, self.model_type, self.num_retries, _agent())
 
     async def aforward(
         self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any
     ) -> Any:
         _, request, _, _ = self._prepare(prompt, messages, {**kwargs, "cache": False}, asynchronous=True)
-        request = self._provider_request(request)
         return await provider.acomplete(request, self.model_type, self.num_retries, _agent())
 
     def dump_state(self) -> dict[str, Any]:

@@ -129,42 +129,62 @@ def _entry_points(model_type: str, asynchronous: bool) -> tuple[str, Callable[[d
 
 def complete(request: dict[str, Any], model_type: str, num_retries: int, user_agent: str) -> Any:
     """Send `request` to its provider, retrying transient failures; return LiteLLM's response."""
-    litellm = load_litellm()
-    name, convert = _entry_points(model_type, asynchronous=False)
-    sent = prepare_provider_request(request, user_agent)
-    if convert is not None:
-        sent = convert(sent)
-    call = getattr(litellm, name)
-    for attempt in range(num_retries + 1):
+    call, sent = _litellm_call(request, model_type, user_agent, asynchronous=False)
+    attempt = 0
+    while True:
         try:
             return call(num_retries=0, max_retries=0, **sent)
         except Exception as exc:
-            error = map_error(exc, request["model"])
-            if attempt >= num_retries or not errors.is_retryable_lm_error(error):
-                raise error from exc
-            time.sleep(backoff_seconds(attempt, error.retry_after))
-    raise AssertionError("unreachable")
+            error = _failure(exc, request, attempt, num_retries)
+        time.sleep(backoff_seconds(attempt, error.retry_after))
+        attempt += 1
 
 
 async def acomplete(request: dict[str, Any], model_type: str, num_retries: int, user_agent: str) -> Any:
     """The async twin of `complete`, through LiteLLM's async entry points."""
     import asyncio
 
-    litellm = load_litellm()
-    name, convert = _entry_points(model_type, asynchronous=True)
-    sent = prepare_provider_request(request, user_agent)
-    if convert is not None:
-        sent = convert(sent)
-    call = getattr(litellm, name)
-    for attempt in range(num_retries + 1):
+    call, sent = _litellm_call(request, model_type, user_agent, asynchronous=True)
+    attempt = 0
+    while True:
         try:
             return await call(num_retries=0, max_retries=0, **sent)
         except Exception as exc:
-            error = map_error(exc, request["model"])
-            if attempt >= num_retries or not errors.is_retryable_lm_error(error):
-                raise error from exc
-            await asyncio.sleep(backoff_seconds(attempt, error.retry_after))
-    raise AssertionError("unreachable")
+            error = _failure(exc, request, attempt, num_retries)
+        await asyncio.sleep(backoff_seconds(attempt, error.retry_after))
+        attempt += 1
+
+
+def _litellm_call(
+    request: dict[str, Any], model_type: str, user_agent: str, asynchronous: bool
+) -> tuple[Callable[..., Any], dict[str, Any]]:
+    litellm = load_litellm()
+    name, convert = _entry_points(model_type, asynchronous)
+    sent = prepare_provider_request(request, user_agent)
+    if convert is not None:
+        sent = convert(sent)
+    return getattr(litellm, name), sent
+
+
+def _failure(exc: Exception, request: dict[str, Any], attempt: int, num_retries: int) -> errors.LMError:
+    """The typed error for a failed attempt, to retry after; raised here when it is not worth retrying."""
+    error = map_error(exc, request["model"], secrets=_secrets_of(request))
+    if attempt >= num_retries or not errors.is_retryable_lm_error(error):
+        # Not chained: LiteLLM's own exception text can carry the API key.
+        raise error from None
+    return error
+
+
+def _secrets_of(request: dict[str, Any]) -> list[str]:
+    from turbodspy.clients.secrets import is_credential_header
+
+    found = [request.get("api_key")]
+    for name in ("extra_headers", "headers"):
+        headers = request.get(name) or {}
+        found += [str(v) for h, v in headers.items() if is_credential_header(str(h))]
+    # A bearer header's value ends with the key: hide that part on its own too.
+    found += [v.split()[-1] for v in found if isinstance(v, str) and " " in v]
+    return [v for v in found if isinstance(v, str) and len(v) >= 6]
 
 
 def backoff_seconds(attempt: int, retry_after: float | None) -> float:
@@ -193,8 +213,11 @@ _ERROR_CLASSES: dict[str, type[errors.LMError]] = {
 }
 
 
-def map_error(exc: BaseException, model: str) -> errors.LMError:
-    """LiteLLM's (or the HTTP client's) exception as one of our typed errors, with what is known about it."""
+def map_error(exc: BaseException, model: str, secrets: list[str] | None = None) -> errors.LMError:
+    """LiteLLM's (or the HTTP client's) exception as one of our typed errors, with what is known about it.
+
+    The message never repeats `secrets` (the request's key and credential headers), even if the provider did.
+    """
     if isinstance(exc, errors.LMError):
         return exc
     status = _status_of(exc)
@@ -212,6 +235,8 @@ def map_error(exc: BaseException, model: str) -> errors.LMError:
         "retry_after": _retry_after(headers),
     }
     message = _message_of(exc)
+    for secret in secrets or ():
+        message = message.replace(secret, "****")
     if "No module named 'mcp'" in message:
         return errors.LMUnsupportedFeatureError(
             "model_type='responses' uses LiteLLM's Responses API, which needs the MCP SDK: "
@@ -304,12 +329,4 @@ def _retry_after(headers: dict[str, str]) -> float | None:
 
 
 def _message_of(exc: BaseException) -> str:
-    message = str(getattr(exc, "message", "") or exc) or type(exc).__name__
-    return _scrub_secrets(message)
-
-
-def _scrub_secrets(text: str) -> str:
-    """Provider messages sometimes echo the key ('Incorrect API key provided: sk-...'); never pass it on."""
-    import re
-
-    return re.sub(r"(sk|key|api)[-_][A-Za-z0-9_\-]{6,}", lambda m: m.group(0)[:4] + "****", text)
+    return str(getattr(exc, "message", "") or exc) or type(exc).__name__
