@@ -63,8 +63,16 @@ pub struct PrefixHasher {
     resume: Option<(usize, Sha256)>,
 }
 
+/// Requests larger than this (images inlined as base64) are hashed plainly and not kept per thread.
+const KEEP_AT_MOST: usize = 256 * 1024;
+
 impl PrefixHasher {
     pub fn sha256_hex(&mut self, bytes: &[u8]) -> String {
+        if bytes.len() > KEEP_AT_MOST {
+            self.previous = Vec::new();
+            self.resume = None;
+            return sha256_hex(bytes);
+        }
         let shared = common_prefix_len(&self.previous, bytes);
         let keep = shared / 64 * 64;
         let (mut hasher, done) = match &self.resume {

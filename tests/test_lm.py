@@ -398,3 +398,9 @@ def test_history_reads_like_a_list(llm_server):
     assert lm.history.pop(0)["prompt"] == "q0"
     assert lm.history.pop()["prompt"] == "q2"
     assert len(lm.history) == 1
+
+
+def test_text_that_is_not_valid_unicode_gets_a_clear_error(llm_server):
+    with pytest.raises(ValueError, match="lone surrogate"):
+        openai_lm(llm_server)("broken \ud800 text")
+    assert llm_server.model_requests == []

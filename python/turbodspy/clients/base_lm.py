@@ -171,6 +171,12 @@ class BaseLM:
                 identifier = self._cache_identifier(asynchronous)
                 try:
                     return merged, request, cache, _core.request_key(request, IGNORED_KEY_ARGS, identifier)
+                except UnicodeEncodeError:
+                    raise ValueError(
+                        f"The {'messages' if messages else 'prompt'} contain text that is not valid Unicode (a lone "
+                        "surrogate), which no provider can receive; repair the text first, e.g. "
+                        "text.encode('utf-8', 'replace').decode('utf-8')"
+                    ) from None
                 except _core.UnsupportedValueError:
                     try:  # pydantic models and callables get DSPy's treatment first
                         return merged, request, cache, cache.cache_key(request, IGNORED_KEY_ARGS, identifier)
@@ -441,9 +447,10 @@ def _completion_outputs(response: Any, merged: dict[str, Any]) -> list:
     outputs = []
     for choice in get_field(response, "choices", None) or []:
         message = get_field(choice, "message", None)
-        output: dict[str, Any] = {"text": get_field(message, "content") if message is not None else None}
-        if message is None:
-            output["text"] = get_field(choice, "text")
+        # Chat choices carry a message; legacy completion choices carry text.
+        output: dict[str, Any] = {
+            "text": get_field(message, "content") if message is not None else get_field(choice, "text")
+        }
         if message is not None and (reasoning := get_field(message, "reasoning_content")):
             output["reasoning_content"] = reasoning
         if merged.get("logprobs"):
