@@ -144,3 +144,16 @@ def test_uncached_plain_http_floor(benchmark, server):
 
     assert post()["choices"][0]["message"]["content"]
     benchmark.pedantic(post, rounds=50, warmup_rounds=3)
+
+
+# The key a cache hit computes: the same request again (a re-run of a cached batch, or a retried call).
+@pytest.mark.benchmark(group="request key, the same 2 KB chat request again")
+def test_request_key_repeated_turbodspy(benchmark, dspy):
+    request = _batch_requests(1)[0]
+    assert turbodspy.cache.cache_key(request, IGNORED) == dspy.cache.cache_key(request, IGNORED)
+    benchmark(turbodspy.cache.cache_key, request, IGNORED)
+
+
+@pytest.mark.benchmark(group="request key, the same 2 KB chat request again")
+def test_request_key_repeated_dspy(benchmark, dspy):
+    benchmark(dspy.cache.cache_key, _batch_requests(1)[0], IGNORED)

@@ -90,8 +90,9 @@ impl PrefixHasher {
 fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
     let limit = a.len().min(b.len());
     let mut i = 0;
-    while i + 8 <= limit && a[i..i + 8] == b[i..i + 8] {
-        i += 8;
+    // Whole blocks first (one memcmp each), then the bytes of the block that differs.
+    while i + 64 <= limit && a[i..i + 64] == b[i..i + 64] {
+        i += 64;
     }
     while i < limit && a[i] == b[i] {
         i += 1;
@@ -177,7 +178,11 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        // Skip eight clean bytes at a time: most prompt text needs no escaping at all.
+        // Skip clean bytes 32 and then 8 at a time: most prompt text needs no escaping at all.
+        if i + 32 <= bytes.len() && !block_needs_escape(&bytes[i..i + 32]) {
+            i += 32;
+            continue;
+        }
         if i + 8 <= bytes.len() {
             let word = u64::from_le_bytes(bytes[i..i + 8].try_into().expect("eight bytes"));
             if !needs_escape(word) {
@@ -213,6 +218,12 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether any of 32 bytes needs escaping; four independent words, so the checks run side by side.
+fn block_needs_escape(block: &[u8]) -> bool {
+    let word = |k: usize| u64::from_le_bytes(block[k..k + 8].try_into().expect("eight bytes"));
+    needs_escape(word(0)) | needs_escape(word(8)) | needs_escape(word(16)) | needs_escape(word(24))
 }
 
 /// Whether any of the eight bytes of `word` is a control character, `"` or `\` (SWAR byte tests).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import sys
@@ -9,6 +11,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from turbodspy.clients.disk_cache import DiskCache, default_cache_dir, default_size_limit
 
@@ -31,6 +35,24 @@ def test_records_round_trip_exactly_across_processes(tmp_path):
     assert key(1) in cache and key(2) not in cache
     cache.close()
     assert DiskCache(tmp_path).get(key(1)) == odd
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.text(max_size=10), json_values, max_size=6))
+def test_any_json_native_record_round_trips(tmp_path, record):
+    cache = DiskCache(tmp_path)
+    k = hashlib.sha256(repr(record).encode()).hexdigest()
+    cache.put(k, record)
+    got = DiskCache(tmp_path).get(k)
+    assert got == record
+    assert json.dumps(got, sort_keys=True) == json.dumps(record, sort_keys=True)  # same types, not just equal
 
 
 def test_stats_count_hits_misses_and_what_hits_saved(tmp_path):
@@ -101,6 +123,10 @@ def test_defaults_come_from_the_environment(monkeypatch, tmp_path):
     cache = DiskCache()
     assert (cache.directory, cache.size_limit_bytes) == (tmp_path / "here", 1048576)
     assert not (tmp_path / "here").exists(), "opening is lazy"
+    monkeypatch.setenv("TURBODSPY_CACHE_LIMIT", "500MB")
+    assert default_size_limit() == 500 * 1024**2
+    monkeypatch.setenv("TURBODSPY_CACHE_LIMIT", "30 GiB")
+    assert default_size_limit() == 30 * 1024**3
     monkeypatch.setenv("TURBODSPY_CACHE_LIMIT", "lots")
     with pytest.raises(ValueError, match="TURBODSPY_CACHE_LIMIT"):
         default_size_limit()
@@ -199,19 +225,23 @@ def test_a_truncated_segment_costs_only_the_records_cut_off(tmp_path):
 
 def test_damage_in_the_index_is_a_miss_and_verify_rebuilds_it(tmp_path):
     _fill(tmp_path)
-    index = tmp_path / "index.tdi"
-    data = bytearray(index.read_bytes())
+    shards = sorted(tmp_path.glob("index-*.tdi"))
+    assert len(shards) == 16
     rng = random.Random(7)
-    live = [i for i in range(4096, len(data), 32) if any(data[i : i + 8])]
-    for slot in rng.sample(live, 20):
-        data[slot + rng.randrange(32)] ^= 0x10
-    index.write_bytes(bytes(data))
+    for shard in shards:
+        data = bytearray(shard.read_bytes())
+        live = [i for i in range(4096, len(data), 32) if any(data[i : i + 8])]
+        for slot in rng.sample(live, min(2, len(live))):
+            data[slot + rng.randrange(32)] ^= 0x10
+        shard.write_bytes(bytes(data))
     assert _reads(tmp_path)[1] >= 1
     report = DiskCache(tmp_path).verify()
     assert report["damaged_index_slots"] >= 1 and report["index_rebuilt"]
     assert _reads(tmp_path) == (300, 0), "every record was intact, so the rebuilt index finds them all"
-    data[:8] = b"garbage!"
-    index.write_bytes(bytes(data))
+    for shard in shards:
+        data = bytearray(shard.read_bytes())
+        data[:8] = b"garbage!"
+        shard.write_bytes(bytes(data))
     assert _reads(tmp_path) == (0, 300)
     assert DiskCache(tmp_path).verify()["index_was_unreadable"]
     assert _reads(tmp_path) == (300, 0)

@@ -47,6 +47,30 @@ def test_eight_processes_writing_and_reading_overlapping_keys_lose_nothing(tmp_p
     assert (report["bad"], report["entries"]) == (0, total)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_and_its_parent_write_one_cache_safely(tmp_path):
+    # The child inherits the parent's open lock file; it must not inherit the parent's lock with it, or both
+    # write at once and lose entries. Small records keep both inside the lock most of the time.
+    count = 20_000
+    cache = DiskCache(tmp_path)
+    cache.put(key(0), {"n": 0})
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            for n in range(1, count, 2):
+                cache.put(key(n), {"n": n})
+        finally:
+            os._exit(0)
+    for n in range(2, count, 2):
+        cache.put(key(n), {"n": n})
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    fresh = DiskCache(tmp_path)
+    missing = [n for n in range(count) if fresh.get(key(n)) != {"n": n}]
+    assert missing == []
+    assert fresh.stats()["entries"] == count
+
+
 def test_a_writer_killed_at_random_moments_loses_no_completed_write(tmp_path):
     rng = random.Random(1234)
     completed: list[int] = []

@@ -9,6 +9,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use std::cell::RefCell;
+use std::rc::Rc;
 
 create_exception!(
     _core,
@@ -26,8 +27,11 @@ const DETACH_ABOVE_BYTES: usize = 64 * 1024;
 thread_local! {
     /// The last `ignored` tuple and its strings: callers pass the same constant tuple every time, and a
     /// tuple cannot change, so its strings are read once (the strong reference keeps its identity unique).
-    static IGNORED: RefCell<Option<(Py<PyTuple>, Vec<String>)>> = const { RefCell::new(None) };
+    static IGNORED: RefCell<Option<IgnoredNames>> = const { RefCell::new(None) };
 }
+
+/// An `ignored` tuple (kept alive, so its address identifies it) and the names it holds.
+type IgnoredNames = (Py<PyTuple>, Rc<[String]>);
 
 /// `fn_identifier`, when given, is hashed as the request's `_fn_identifier` member (as DSPy adds it),
 /// which spares the caller a copy of the request dict.
@@ -52,22 +56,22 @@ pub fn request_key(
     }
 }
 
-fn ignored_names(ignored: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+fn ignored_names(ignored: Option<&Bound<'_, PyAny>>) -> PyResult<Rc<[String]>> {
     let Some(ignored) = ignored else {
-        return Ok(Vec::new());
+        return Ok(Rc::from([]));
     };
     let Ok(tuple) = ignored.cast_exact::<PyTuple>() else {
-        return ignored.extract();
+        return Ok(ignored.extract::<Vec<String>>()?.into());
     };
     IGNORED.with(|cell| {
         let mut cached = cell.borrow_mut();
         if let Some((seen, names)) = cached.as_ref() {
             if seen.as_ptr() == tuple.as_ptr() {
-                return Ok(names.clone());
+                return Ok(Rc::clone(names));
             }
         }
-        let names: Vec<String> = tuple.extract()?;
-        *cached = Some((tuple.clone().unbind(), names.clone()));
+        let names: Rc<[String]> = tuple.extract::<Vec<String>>()?.into();
+        *cached = Some((tuple.clone().unbind(), Rc::clone(&names)));
         Ok(names)
     })
 }

@@ -18,6 +18,7 @@ fn to_py(err: StoreError) -> PyErr {
             None => PyOSError::new_err(err.to_string()),
         },
         StoreError::ReadOnly(_) => PyPermissionError::new_err(err.to_string()),
+        StoreError::IndexFull(_) => PyOSError::new_err(err.to_string()),
         StoreError::ValueTooLarge(_) => PyValueError::new_err(err.to_string()),
     }
 }

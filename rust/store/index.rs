@@ -14,7 +14,8 @@ pub const HEADER_BYTES: usize = 4096;
 pub const HEADER_WORDS: usize = HEADER_BYTES / 8;
 pub const SLOT_WORDS: usize = 4;
 pub const SLOT_BYTES: usize = SLOT_WORDS * 8;
-pub const MIN_CAPACITY: u64 = 1 << 14;
+/// Per shard: 16 empty shards take 576 KB.
+pub const MIN_CAPACITY: u64 = 1 << 10;
 pub const MAX_CAPACITY: u64 = 1 << 34;
 pub const INDEX_MAGIC: u64 = u64::from_le_bytes(*b"TDSINDEX");
 pub const INDEX_VERSION: u32 = 1;
@@ -273,7 +274,10 @@ impl<'a> Index<'a> {
 
     /// True when one more insert would take the table past half full.
     pub fn needs_rebuild(&self) -> bool {
-        (self.get(Counter::OccupiedSlots) + 1) * 2 > self.capacity()
+        self.get(Counter::OccupiedSlots)
+            .saturating_add(1)
+            .saturating_mul(2)
+            > self.capacity()
     }
 
     /// Every live, undamaged slot: (slot number, tag, location).
@@ -347,6 +351,8 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashMap;
 
+    const CAP: u64 = 1 << 14;
+
     fn table(capacity: u64) -> Vec<AtomicU64> {
         (0..file_len(capacity) / 8)
             .map(|_| AtomicU64::new(0))
@@ -365,8 +371,8 @@ mod tests {
         #[test]
         fn finds_every_inserted_key_and_no_other(keys in proptest::collection::hash_set(any::<[u8; 32]>(), 0..2000),
                                                  absent in proptest::collection::vec(any::<[u8; 32]>(), 0..50)) {
-            let words = table(MIN_CAPACITY);
-            let index = Index::init(&words, MIN_CAPACITY, 1, 0);
+            let words = table(CAP);
+            let index = Index::init(&words, CAP, 1, 0);
             // The store confirms a candidate by reading its record; here the map plays the records.
             let mut where_is: HashMap<Location, [u8; 32]> = HashMap::new();
             for (n, key) in keys.iter().enumerate() {
@@ -387,8 +393,8 @@ mod tests {
         #[test]
         fn removed_keys_are_gone_and_others_stay(keys in proptest::collection::hash_set(any::<[u8; 32]>(), 1..500),
                                                  remove_every in 1usize..5) {
-            let words = table(MIN_CAPACITY);
-            let index = Index::init(&words, MIN_CAPACITY, 1, 0);
+            let words = table(CAP);
+            let index = Index::init(&words, CAP, 1, 0);
             let keys: Vec<_> = keys.into_iter().collect();
             let mut where_is = HashMap::new();
             for (n, key) in keys.iter().enumerate() {
@@ -404,8 +410,8 @@ mod tests {
                 prop_assert_eq!(found, n % remove_every != 0);
             }
             // A rebuilt copy holds exactly the survivors.
-            let bigger = table(MIN_CAPACITY * 2);
-            let copy = Index::init(&bigger, MIN_CAPACITY * 2, 2, 0);
+            let bigger = table(CAP * 2);
+            let copy = Index::init(&bigger, CAP * 2, 2, 0);
             index.copy_into(&copy, |_| true).unwrap();
             prop_assert_eq!(copy.live().count(), keys.len() - keys.len().div_ceil(remove_every));
             for (n, key) in keys.iter().enumerate() {
@@ -416,8 +422,8 @@ mod tests {
         #[test]
         fn a_damaged_slot_is_skipped_never_misread(keys in proptest::collection::hash_set(any::<[u8; 32]>(), 1..200),
                                                    word in 1usize..4, bit in 0u32..64) {
-            let words = table(MIN_CAPACITY);
-            let index = Index::init(&words, MIN_CAPACITY, 1, 0);
+            let words = table(CAP);
+            let index = Index::init(&words, CAP, 1, 0);
             let keys: Vec<_> = keys.into_iter().collect();
             let mut slots = vec![];
             for (n, key) in keys.iter().enumerate() {
@@ -436,8 +442,8 @@ mod tests {
 
     #[test]
     fn a_damaged_header_is_refused() {
-        let words = table(MIN_CAPACITY);
-        Index::init(&words, MIN_CAPACITY, 1, 0);
+        let words = table(CAP);
+        Index::init(&words, CAP, 1, 0);
         assert!(Index::open(&words).is_ok());
         words[3].fetch_xor(4, Ordering::Relaxed);
         assert_eq!(
@@ -451,8 +457,8 @@ mod tests {
 
     #[test]
     fn rebuild_is_due_at_half_full() {
-        let words = table(MIN_CAPACITY);
-        let index = Index::init(&words, MIN_CAPACITY, 1, 0);
+        let words = table(CAP);
+        let index = Index::init(&words, CAP, 1, 0);
         let mut n = 0u64;
         while !index.needs_rebuild() {
             let mut key = [0u8; 32];
@@ -460,6 +466,6 @@ mod tests {
             index.insert(&key, loc(n)).unwrap();
             n += 1;
         }
-        assert_eq!(n, MIN_CAPACITY / 2);
+        assert_eq!(n, CAP / 2);
     }
 }

@@ -3,9 +3,13 @@
 //!
 //! Reads map the files and take no lock. Writes append under an exclusive `flock` on `<dir>/lock`
 //! (released by the kernel when a writer dies, so a killed process never wedges the store). Files
-//! that other processes may have mapped are never truncated or rewritten: the index is replaced by
-//! writing a new file and renaming it over `index.tdi` after marking the old one retired, and
+//! that other processes may have mapped are never truncated or rewritten: an index shard is replaced
+//! by writing a new file and renaming it over `index-NN.tdi` after marking the old one retired, and
 //! eviction and `clear` delete whole segments. The format is documented in `docs/cache-format.md`.
+//!
+//! The index is split into 16 shards by a key byte, so growing one (the only pause a writer takes
+//! that grows with the store) rewrites a sixteenth of it. Shard 0's header also holds the store-wide
+//! counters: segment ids, data size, hits, misses and what hits saved.
 
 pub mod index;
 pub mod record;
@@ -20,11 +24,11 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub const INDEX_FILE: &str = "index.tdi";
+pub const SHARDS: usize = 16;
 pub const LOCK_FILE: &str = "lock";
 pub const QUARANTINE_DIR: &str = "quarantine";
 
@@ -46,6 +50,10 @@ pub enum StoreError {
     ValueTooLarge(usize),
     #[error("the cache index {0} is read-only; this process cannot write to the cache")]
     ReadOnly(PathBuf),
+    #[error(
+        "the cache index {0} is full even after a rebuild; run `python -m turbodspy cache verify`"
+    )]
+    IndexFull(PathBuf),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -130,7 +138,7 @@ impl Segments {
 
 #[derive(Default)]
 struct State {
-    index: Option<MappedIndex>,
+    shards: [Option<MappedIndex>; SHARDS],
     segments: Segments,
     /// The segment this process appends to, with its file open for appending.
     active: Option<(u32, File)>,
@@ -156,6 +164,28 @@ pub fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+/// The index shard holding `key`: a key byte the slot tag and home slot do not use.
+pub fn shard_of(key: &[u8; KEY_LEN]) -> usize {
+    usize::from(key[KEY_LEN - 1]) % SHARDS
+}
+
+pub fn shard_file(shard: usize) -> String {
+    format!("index-{shard:02}.tdi")
+}
+
+/// Shard 0's header holds the store-wide counters.
+const GLOBAL: usize = 0;
+const GLOBAL_COUNTERS: [Counter; 8] = [
+    Counter::NextSegment,
+    Counter::ActiveSegment,
+    Counter::DataBytes,
+    Counter::Hits,
+    Counter::Misses,
+    Counter::TokensSaved,
+    Counter::CostSavedNanos,
+    Counter::BadRecords,
+];
 
 /// A hit's value with the metadata stored beside it.
 pub struct Found {
@@ -187,22 +217,31 @@ impl Store {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn index_path(&self) -> PathBuf {
-        self.dir.join(INDEX_FILE)
+    fn shard_path(&self, shard: usize) -> PathBuf {
+        self.dir.join(shard_file(shard))
     }
 
-    /// Maps `index.tdi` if the state has none or the one it has was retired. Read-write if allowed.
-    fn refresh_index(&self, st: &mut State) -> Result<()> {
-        if let Some(mapped) = &st.index {
+    /// Maps shard `i` if the state has none or the one it has was retired. Read-write if allowed.
+    fn refresh_shard(&self, st: &mut State, i: usize) -> Result<()> {
+        if let Some(mapped) = &st.shards[i] {
             if mapped.view().is_some_and(|v| !v.is_retired()) {
                 return Ok(());
             }
-            // A new index may have dropped whole segments (eviction, clear): unmap ours so deleted files
-            // do not keep their disk space; the ones still in use are mapped again on demand.
+            // A new index may have dropped whole segments (eviction, clear): unmap ours, and any other
+            // retired shards, so deleted files do not keep their disk space. What is still in use is
+            // mapped again on demand.
             st.segments.maps.clear();
+            for shard in st.shards.iter_mut() {
+                if shard
+                    .as_ref()
+                    .is_some_and(|m| m.view().is_none_or(|v| v.is_retired()))
+                {
+                    *shard = None;
+                }
+            }
         }
-        st.index = None;
-        let path = self.index_path();
+        st.shards[i] = None;
+        let path = self.shard_path(i);
         let (file, writable) = match OpenOptions::new().read(true).write(true).open(&path) {
             Ok(f) => (f, true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -225,7 +264,7 @@ impl Store {
             MmapOptions::new().map_raw_read_only(&file)
         }
         .map_err(io_err("cannot map the cache index", &path))?;
-        st.index = Some(MappedIndex { map, writable });
+        st.shards[i] = Some(MappedIndex { map, writable });
         Ok(())
     }
 
@@ -247,54 +286,60 @@ impl Store {
     }
 
     fn get_in(&self, st: &mut State, key: &[u8; KEY_LEN], count: bool) -> Result<Option<Found>> {
-        self.refresh_index(st)?;
-        let Some(mapped) = &st.index else {
-            if count {
-                st.local_misses += 1;
-            }
-            return Ok(None);
-        };
-        let Some(view) = mapped.view() else {
-            return Ok(None);
-        };
+        let shard = shard_of(key);
+        self.refresh_shard(st, shard)?;
+        if count {
+            self.refresh_shard(st, GLOBAL)?;
+        }
         let mut found = None;
         let mut bad = 0;
-        let dir = &self.dir;
-        let segments = &mut st.segments;
-        view.find(key, |loc| match read_record(segments, dir, loc) {
-            Some(Ok((k, value, meta, flags))) if k == key => {
-                found = Some(Found {
-                    value: value.to_vec(),
-                    meta,
-                    flags,
-                });
-                true
-            }
-            Some(Err(())) => {
-                bad += 1;
-                false
-            }
-            _ => false,
-        });
-        if mapped.writable {
-            if bad > 0 {
-                view.add(Counter::BadRecords, bad);
-            }
-            if count {
-                match &found {
-                    Some(f) => {
-                        view.add(Counter::Hits, 1);
-                        view.add(Counter::TokensSaved, f.meta.tokens);
-                        view.add(Counter::CostSavedNanos, f.meta.cost_nanos);
+        {
+            let State {
+                shards, segments, ..
+            } = &mut *st;
+            if let Some(view) = shards[shard].as_ref().and_then(MappedIndex::view) {
+                view.find(key, |loc| match read_record(segments, &self.dir, loc) {
+                    Some(Ok((k, value, meta, flags))) if k == key => {
+                        found = Some(Found {
+                            value: value.to_vec(),
+                            meta,
+                            flags,
+                        });
+                        true
                     }
-                    None => view.add(Counter::Misses, 1),
+                    Some(Err(())) => {
+                        bad += 1;
+                        false
+                    }
+                    _ => false,
+                });
+            }
+        }
+        let global = st.shards[GLOBAL]
+            .as_ref()
+            .filter(|m| m.writable)
+            .and_then(MappedIndex::view);
+        match global {
+            Some(view) => {
+                if bad > 0 {
+                    view.add(Counter::BadRecords, bad);
+                }
+                if count {
+                    match &found {
+                        Some(f) => {
+                            view.add(Counter::Hits, 1);
+                            view.add(Counter::TokensSaved, f.meta.tokens);
+                            view.add(Counter::CostSavedNanos, f.meta.cost_nanos);
+                        }
+                        None => view.add(Counter::Misses, 1),
+                    }
                 }
             }
-        } else if count {
-            match &found {
+            None if count => match &found {
                 Some(_) => st.local_hits += 1,
                 None => st.local_misses += 1,
-            }
+            },
+            None => {}
         }
         Ok(found)
     }
@@ -307,52 +352,57 @@ impl Store {
         }
         let mut buf = Vec::with_capacity(record::encoded_len(value.len()));
         record::encode(key, value, meta, record::ENCODING_TAGGED, &mut buf);
+        let shard = shard_of(key);
         self.locked(|st| {
             self.index_for_write(st)?;
-            let existing = {
-                let view = st.index.as_ref().and_then(MappedIndex::view).expect("index_for_write opened it");
-                let segments = &mut st.segments;
-                let mut same = false;
-                let slot = view.find(key, |loc| match read_record(segments, &self.dir, loc) {
-                    Some(Ok((k, v, _, _))) if k == key => {
-                        same = v == value;
-                        true
-                    }
-                    _ => false,
-                });
-                if same {
-                    return Ok(());
-                }
-                if view.needs_rebuild() {
-                    None
-                } else {
-                    Some(slot.map(|s| s.0))
-                }
-            };
-            let old_slot = match existing {
-                Some(slot) => slot,
-                None => {
-                    let live = st.index.as_ref().and_then(MappedIndex::view).map_or(0, |v| v.get(Counter::LiveEntries));
-                    self.rebuild(st, index::capacity_for(live + 1), &|_| true)?;
-                    let view = st.index.as_ref().and_then(MappedIndex::view).expect("rebuilt");
-                    let segments = &mut st.segments;
-                    view.find(key, |loc| {
-                        matches!(read_record(segments, &self.dir, loc), Some(Ok((k, _, _, _))) if k == key)
-                    })
-                    .map(|s| s.0)
-                }
-            };
+            if view_of(st, shard).needs_rebuild() {
+                self.rebuild(st, shard, &|_| true)?;
+            }
+            // An older record of this key: identical means nothing to do; different means it is
+            // removed once the new one is in place, so readers always find one or the other.
+            let mut same = false;
+            let mut old_slot = self.find_slot(st, shard, key, |v| same = v == value);
+            if same {
+                return Ok(());
+            }
             let loc = self.append(st, &buf)?;
-            let view = st.index.as_ref().and_then(MappedIndex::view).expect("index open");
-            view.insert(key, loc).expect("table has room: rebuilt above half full");
+            if view_of(st, shard).insert(key, loc).is_err() {
+                // Only if the counters were damaged: the table filled without asking for a rebuild.
+                self.rebuild(st, shard, &|_| true)?;
+                old_slot = self.find_slot(st, shard, key, |_| {});
+                view_of(st, shard)
+                    .insert(key, loc)
+                    .map_err(|_| StoreError::IndexFull(self.shard_path(shard)))?;
+            }
             if let Some(slot) = old_slot {
-                view.remove(slot);
+                view_of(st, shard).remove(slot);
             }
             self.enforce_limit(st)
         })
     }
 
-    /// Runs `f` holding the exclusive file lock (and this process's state lock, held by the caller).
+    /// The slot of `key`'s current record in `shard`, passing that record's value to `seen`.
+    fn find_slot(
+        &self,
+        st: &mut State,
+        shard: usize,
+        key: &[u8; KEY_LEN],
+        mut seen: impl FnMut(&[u8]),
+    ) -> Option<u64> {
+        let State {
+            shards, segments, ..
+        } = st;
+        let view = shards[shard].as_ref().and_then(MappedIndex::view)?;
+        view.find(key, |loc| match read_record(segments, &self.dir, loc) {
+            Some(Ok((k, v, _, _))) if k == key => {
+                seen(v);
+                true
+            }
+            _ => false,
+        })
+        .map(|(slot, _)| slot)
+    }
+
     /// Runs `f` holding the exclusive file lock, then this process's state lock. The state lock is taken
     /// last so readers in this process never wait while a writer waits for another process.
     fn locked<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
@@ -394,22 +444,23 @@ impl Store {
         result
     }
 
-    /// Under the lock: makes sure a valid, current, writable index is mapped, rebuilding it if needed.
+    /// Under the lock: makes sure every shard is mapped, valid, current and writable. A shard that is
+    /// missing or unreadable means the index is rebuilt from the segments; a retired shard still at its
+    /// path (a writer died between retiring it and the rename) is rebuilt from itself.
     fn index_for_write(&self, st: &mut State) -> Result<()> {
-        self.refresh_index(st)?;
-        match &st.index {
-            Some(m) if !m.writable => Err(StoreError::ReadOnly(self.index_path())),
-            Some(m) => match m.view() {
-                Some(v) if !v.is_retired() => Ok(()),
-                // Retired but still at the path: a writer died between retiring it and the rename.
-                Some(v) => {
-                    let live = v.get(Counter::LiveEntries);
-                    self.rebuild(st, index::capacity_for(live), &|_| true)
-                }
-                None => self.rebuild_from_segments(st).map(|_| ()),
-            },
-            None => self.rebuild_from_segments(st).map(|_| ()),
+        for i in 0..SHARDS {
+            self.refresh_shard(st, i)?;
+            match &st.shards[i] {
+                Some(m) if !m.writable => return Err(StoreError::ReadOnly(self.shard_path(i))),
+                Some(m) => match m.view() {
+                    Some(v) if !v.is_retired() => {}
+                    Some(_) => self.rebuild(st, i, &|_| true)?,
+                    None => return self.rebuild_from_segments(st).map(|_| ()),
+                },
+                None => return self.rebuild_from_segments(st).map(|_| ()),
+            }
         }
+        Ok(())
     }
 
     fn segment_target(&self) -> u64 {
@@ -419,11 +470,11 @@ impl Store {
     /// Appends an encoded record to the active segment (rolling to a new one when it is full).
     fn append(&self, st: &mut State, buf: &[u8]) -> Result<Location> {
         let State {
-            index,
+            shards,
             active: writer_active,
             ..
         } = st;
-        let view = index
+        let view = shards[GLOBAL]
             .as_ref()
             .and_then(MappedIndex::view)
             .expect("index open");
@@ -445,7 +496,7 @@ impl Store {
             && len > segment::SEGMENT_HEADER_LEN as u64;
         if writer_active.is_none() || full {
             active = (view.get(Counter::NextSegment) as u32)
-                .max(active + 1)
+                .max(active.saturating_add(1))
                 .max(1);
             view.set(Counter::NextSegment, u64::from(active) + 1);
             let file = open_segment(&self.dir, active, true)?.expect("created");
@@ -476,45 +527,39 @@ impl Store {
         })
     }
 
-    /// Writes a new index with `capacity` slots holding the current live entries `keep` accepts, then
-    /// swaps it in.
-    fn rebuild(
-        &self,
-        st: &mut State,
-        capacity: u64,
-        keep: &dyn Fn(Location) -> bool,
-    ) -> Result<()> {
-        let old = st.index.take();
+    /// Writes a new shard `i` holding its live entries that `keep` accepts, sized for them, then swaps it
+    /// in. The store-wide counters move with shard 0.
+    fn rebuild(&self, st: &mut State, i: usize, keep: &dyn Fn(Location) -> bool) -> Result<()> {
+        let old = st.shards[i].take();
         let old_view = old.as_ref().and_then(MappedIndex::view);
-        let new = self.write_index(capacity, |new| {
+        // Counted, not read from the header: a damaged counter must not undersize the new table.
+        let live = old_view.as_ref().map_or(0, |v| {
+            v.live().filter(|(_, _, loc)| keep(*loc)).count() as u64
+        });
+        let new = self.write_index(i, index::capacity_for(live + 1), |new| {
             if let Some(old) = &old_view {
-                for c in [
-                    Counter::NextSegment,
-                    Counter::ActiveSegment,
-                    Counter::DataBytes,
-                    Counter::Hits,
-                    Counter::Misses,
-                    Counter::TokensSaved,
-                    Counter::CostSavedNanos,
-                    Counter::BadRecords,
-                ] {
-                    new.set(c, old.get(c));
+                if i == GLOBAL {
+                    for c in GLOBAL_COUNTERS {
+                        new.set(c, old.get(c));
+                    }
                 }
-                old.copy_into(new, keep).expect("capacity_for leaves room");
+                old.copy_into(new, keep)
+                    .expect("sized for the live entries");
             }
         })?;
-        self.publish(st, old_view.as_ref(), new)
+        self.publish(st, i, old_view.as_ref(), new)
     }
 
-    /// Creates `index.tdi.tmp-<pid>` with `capacity` slots, lets `fill` write it, returns the mapping.
+    /// Creates `index-NN.tdi.tmp-<pid>` with `capacity` slots, lets `fill` write it, returns the mapping.
     fn write_index(
         &self,
+        i: usize,
         capacity: u64,
         fill: impl FnOnce(&Index<'_>),
     ) -> Result<(PathBuf, MappedIndex)> {
         let tmp = self
             .dir
-            .join(format!("{INDEX_FILE}.tmp-{}", std::process::id()));
+            .join(format!("{}.tmp-{}", shard_file(i), std::process::id()));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -522,35 +567,48 @@ impl Store {
             .truncate(true)
             .open(&tmp)
             .map_err(io_err("cannot create a cache index", &tmp))?;
-        file.set_len(index::file_len(capacity))
-            .map_err(io_err("cannot size a cache index", &tmp))?;
+        // Built in memory and written in full (not a sparse file filled through the mapping): later slot
+        // writes then land on allocated blocks, so no page fault waits for the filesystem to allocate.
+        let words: Vec<AtomicU64> = std::iter::repeat_with(|| AtomicU64::new(0))
+            .take((index::file_len(capacity) / 8) as usize)
+            .collect();
+        let view = Index::init(&words, capacity, now_ms(), now_ms());
+        fill(&view);
+        let mut out = io::BufWriter::with_capacity(1 << 20, &file);
+        for word in &words {
+            out.write_all(&word.load(Ordering::Relaxed).to_le_bytes())
+                .map_err(io_err("cannot write a cache index", &tmp))?;
+        }
+        out.flush()
+            .map_err(io_err("cannot write a cache index", &tmp))?;
+        drop(out);
         let map = MmapOptions::new()
             .map_raw(&file)
             .map_err(io_err("cannot map a cache index", &tmp))?;
-        let mapped = MappedIndex {
-            map,
-            writable: true,
-        };
-        let generation = now_ms();
-        let view = Index::init(mapped.words(), capacity, generation, now_ms());
-        fill(&view);
-        Ok((tmp, mapped))
+        Ok((
+            tmp,
+            MappedIndex {
+                map,
+                writable: true,
+            },
+        ))
     }
 
-    /// Retires the old index, then renames the new one over `index.tdi`. Readers that see the retired
-    /// flag reopen the path; a crash between the two steps is repaired by the next writer.
+    /// Retires the old shard, then renames the new one over its path. Readers that see the retired flag
+    /// reopen the path; a crash between the two steps is repaired by the next writer.
     fn publish(
         &self,
         st: &mut State,
+        i: usize,
         old: Option<&Index<'_>>,
         (tmp, new): (PathBuf, MappedIndex),
     ) -> Result<()> {
         if let Some(old) = old {
             old.set(Counter::Retired, 1);
         }
-        let path = self.index_path();
+        let path = self.shard_path(i);
         fs::rename(&tmp, &path).map_err(io_err("cannot replace the cache index", &path))?;
-        st.index = Some(new);
+        st.shards[i] = Some(new);
         Ok(())
     }
 
@@ -570,12 +628,13 @@ impl Store {
         Ok(ids)
     }
 
-    /// Under the lock: reads every segment and writes an index of the good records (the newest record
-    /// of a key wins). Bad ranges are copied to `quarantine/` when `quarantine` is set.
+    /// Under the lock: reads every segment and writes an index of the good records.
     fn rebuild_from_segments(&self, st: &mut State) -> Result<VerifyReport> {
         self.rebuild_with(st, false)
     }
 
+    /// Scans every segment and writes all shards from the good records (the newest record of a key
+    /// wins). Bad ranges are copied to `quarantine/` when `quarantine` is set.
     fn rebuild_with(&self, st: &mut State, quarantine: bool) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
         let mut latest: HashMap<[u8; KEY_LEN], Location> = HashMap::new();
@@ -599,14 +658,12 @@ impl Store {
                         record,
                     } => {
                         report.ok += 1;
-                        latest.insert(
-                            *record.key,
-                            Location {
-                                segment: id,
-                                len: len as u32,
-                                offset: offset as u64,
-                            },
-                        );
+                        let loc = Location {
+                            segment: id,
+                            len: len as u32,
+                            offset: offset as u64,
+                        };
+                        latest.insert(*record.key, loc);
                     }
                     segment::Scanned::Bad { offset, len } => {
                         report.bad += 1;
@@ -618,41 +675,39 @@ impl Store {
                 }
             }
         }
-        let old = st.index.take();
-        let old_view = old.as_ref().and_then(MappedIndex::view);
-        let next_segment = ids.last().map_or(1, |&id| id + 1);
-        let new = self.write_index(index::capacity_for(latest.len() as u64 + 1), |new| {
-            if let Some(old) = &old_view {
-                for c in [
-                    Counter::Hits,
-                    Counter::Misses,
-                    Counter::TokensSaved,
-                    Counter::CostSavedNanos,
-                    Counter::BadRecords,
-                ] {
-                    new.set(c, old.get(c));
-                }
-                new.set(
-                    Counter::NextSegment,
-                    old.get(Counter::NextSegment).max(u64::from(next_segment)),
-                );
-            } else {
-                new.set(Counter::NextSegment, u64::from(next_segment));
-            }
-            new.set(
-                Counter::ActiveSegment,
-                ids.last().map_or(0, |&id| u64::from(id)),
-            );
-            new.set(Counter::DataBytes, data_bytes);
-            let mut sorted: Vec<_> = latest.iter().collect();
-            sorted.sort_unstable_by_key(|(_, loc)| (loc.segment, loc.offset));
-            for (key, loc) in sorted {
-                new.insert(key, *loc).expect("capacity_for leaves room");
-            }
-        })?;
+        let mut by_shard: Vec<Vec<([u8; KEY_LEN], Location)>> = vec![vec![]; SHARDS];
+        for (key, loc) in &latest {
+            by_shard[shard_of(key)].push((*key, *loc));
+        }
+        let next_segment = u64::from(ids.last().map_or(1, |&id| id + 1));
+        for (i, mut entries) in by_shard.into_iter().enumerate() {
+            let old = st.shards[i].take();
+            let old_view = old.as_ref().and_then(MappedIndex::view);
+            entries.sort_unstable_by_key(|(_, loc)| (loc.segment, loc.offset));
+            let new =
+                self.write_index(i, index::capacity_for(entries.len() as u64 + 1), |new| {
+                    if i == GLOBAL {
+                        if let Some(old) = &old_view {
+                            for c in GLOBAL_COUNTERS {
+                                new.set(c, old.get(c));
+                            }
+                        }
+                        let next = new.get(Counter::NextSegment).max(next_segment);
+                        new.set(Counter::NextSegment, next);
+                        new.set(
+                            Counter::ActiveSegment,
+                            ids.last().map_or(0, |&id| u64::from(id)),
+                        );
+                        new.set(Counter::DataBytes, data_bytes);
+                    }
+                    for (key, loc) in &entries {
+                        new.insert(key, *loc).expect("sized for the entries");
+                    }
+                })?;
+            self.publish(st, i, old_view.as_ref(), new)?;
+        }
         report.entries = latest.len() as u64;
         report.index_rebuilt = true;
-        self.publish(st, old_view.as_ref(), new)?;
         Ok(report)
     }
 
@@ -665,51 +720,68 @@ impl Store {
 
     /// Evicts the oldest segments until the store is a tenth under its limit.
     fn enforce_limit(&self, st: &mut State) -> Result<()> {
-        let view = st
-            .index
-            .as_ref()
-            .and_then(MappedIndex::view)
-            .expect("index open");
-        let index_bytes = index::file_len(view.capacity());
-        let total = view.get(Counter::DataBytes) + index_bytes;
+        let index_bytes: u64 = st
+            .shards
+            .iter()
+            .filter_map(|m| m.as_ref().and_then(MappedIndex::view))
+            .map(|v| index::file_len(v.capacity()))
+            .sum();
+        let global = view_of(st, GLOBAL);
+        if global.get(Counter::DataBytes).saturating_add(index_bytes) <= self.size_limit {
+            return Ok(());
+        }
+        // Over the limit by the counter: measure the files before deleting anything, so a damaged counter
+        // cannot empty the store.
+        let sizes: Vec<(u32, u64)> = self
+            .segment_ids()?
+            .into_iter()
+            .map(|id| {
+                let size = fs::metadata(segment::path(&self.dir, id)).map_or(0, |m| m.len());
+                (id, size)
+            })
+            .collect();
+        let data_bytes: u64 = sizes.iter().map(|s| s.1).sum();
+        global.set(Counter::DataBytes, data_bytes);
+        let total = data_bytes + index_bytes;
         if total <= self.size_limit {
             return Ok(());
         }
         let target = self.size_limit / 10 * 9;
         let mut remaining = total;
         let mut dropped = vec![];
-        for id in self.segment_ids()? {
+        for (id, size) in sizes {
             if remaining <= target {
                 break;
             }
-            let size = fs::metadata(segment::path(&self.dir, id))
-                .map(|m| m.len())
-                .unwrap_or(0);
             dropped.push((id, size));
             remaining = remaining.saturating_sub(size);
         }
         if dropped.is_empty() {
             return Ok(());
         }
-        let active = view.get(Counter::ActiveSegment) as u32;
+        let active = global.get(Counter::ActiveSegment) as u32;
         let gone: Vec<u32> = dropped.iter().map(|d| d.0).collect();
-        let live = view.get(Counter::LiveEntries);
-        self.rebuild(st, index::capacity_for(live), &|loc| {
-            !gone.contains(&loc.segment)
-        })?;
-        let view = st
-            .index
+        for i in 0..SHARDS {
+            self.rebuild(st, i, &|loc| !gone.contains(&loc.segment))?;
+        }
+        let State {
+            shards,
+            segments,
+            active: writer_active,
+            ..
+        } = st;
+        let global = shards[GLOBAL]
             .as_ref()
             .and_then(MappedIndex::view)
             .expect("rebuilt");
         for (id, size) in dropped {
             // Unlinking leaves other processes' mappings valid; the space returns when they unmap.
             let _ = fs::remove_file(segment::path(&self.dir, id));
-            view.sub(Counter::DataBytes, size);
-            st.segments.maps.remove(&id);
+            global.sub(Counter::DataBytes, size);
+            segments.maps.remove(&id);
             if id == active {
-                view.set(Counter::ActiveSegment, 0);
-                st.active = None;
+                global.set(Counter::ActiveSegment, 0);
+                *writer_active = None;
             }
         }
         Ok(())
@@ -718,18 +790,24 @@ impl Store {
     /// Empties the store. Concurrent readers see either old entries or none, never a fault.
     pub fn clear(&self) -> Result<()> {
         self.locked(|st| {
-            self.refresh_index(st)?;
-            let old = st.index.take();
-            let old_view = old.as_ref().and_then(MappedIndex::view);
             let ids = self.segment_ids()?;
-            let next = ids.last().map_or(1, |&id| u64::from(id) + 1);
-            let next = old_view
-                .as_ref()
-                .map_or(next, |o| o.get(Counter::NextSegment).max(next));
-            let new = self.write_index(index::MIN_CAPACITY, |new| {
-                new.set(Counter::NextSegment, next)
-            })?;
-            self.publish(st, old_view.as_ref(), new)?;
+            let mut next = u64::from(ids.last().map_or(1, |&id| id + 1));
+            for i in 0..SHARDS {
+                self.refresh_shard(st, i)?;
+                let old = st.shards[i].take();
+                let old_view = old.as_ref().and_then(MappedIndex::view);
+                if i == GLOBAL {
+                    next = old_view
+                        .as_ref()
+                        .map_or(next, |o| o.get(Counter::NextSegment).max(next));
+                }
+                let new = self.write_index(i, index::MIN_CAPACITY, |new| {
+                    if i == GLOBAL {
+                        new.set(Counter::NextSegment, next);
+                    }
+                })?;
+                self.publish(st, i, old_view.as_ref(), new)?;
+            }
             for id in ids {
                 let _ = fs::remove_file(segment::path(&self.dir, id));
             }
@@ -743,49 +821,55 @@ impl Store {
     }
 
     /// Checks every record of every segment, copies damaged bytes to `quarantine/`, and rebuilds the index
-    /// from the good records when anything was wrong with it.
+    /// from the good records.
     pub fn verify(&self) -> Result<VerifyReport> {
         self.locked(|st| {
-            self.refresh_index(st)?;
-            if st.index.as_ref().is_some_and(|m| !m.writable) {
-                return Err(StoreError::ReadOnly(self.index_path()));
+            let mut damaged = 0;
+            let mut unreadable = false;
+            for i in 0..SHARDS {
+                self.refresh_shard(st, i)?;
+                match &st.shards[i] {
+                    Some(m) if !m.writable => return Err(StoreError::ReadOnly(self.shard_path(i))),
+                    Some(m) => match m.view() {
+                        Some(v) => damaged += v.damaged_slots(),
+                        None => unreadable = true,
+                    },
+                    None => unreadable |= self.shard_path(i).exists(),
+                }
             }
-            let before = st
-                .index
-                .as_ref()
-                .and_then(MappedIndex::view)
-                .map(|v| (v.get(Counter::LiveEntries), v.damaged_slots()));
             let mut report = self.rebuild_with(st, true)?;
-            match before {
-                Some((_, damaged)) => report.damaged_slots = damaged,
-                None => report.index_was_unreadable = self.index_path().exists(),
-            }
+            report.damaged_slots = damaged;
+            report.index_was_unreadable = unreadable;
             Ok(report)
         })
     }
 
     pub fn stats(&self) -> Result<Stats> {
         let mut st = self.state();
-        self.refresh_index(&mut st)?;
         let mut stats = Stats::default();
-        if let Some(view) = st.index.as_ref().and_then(MappedIndex::view) {
-            stats.entries = view.get(Counter::LiveEntries);
-            stats.hits = view.get(Counter::Hits);
-            stats.misses = view.get(Counter::Misses);
-            stats.tokens_saved = view.get(Counter::TokensSaved);
-            stats.cost_saved_nanos = view.get(Counter::CostSavedNanos);
-            stats.bad_records = view.get(Counter::BadRecords);
-            stats.index_generation = view.generation();
+        for i in 0..SHARDS {
+            self.refresh_shard(&mut st, i)?;
+            if let Some(view) = st.shards[i].as_ref().and_then(MappedIndex::view) {
+                stats.entries += view.get(Counter::LiveEntries);
+                if i == GLOBAL {
+                    stats.hits = view.get(Counter::Hits);
+                    stats.misses = view.get(Counter::Misses);
+                    stats.tokens_saved = view.get(Counter::TokensSaved);
+                    stats.cost_saved_nanos = view.get(Counter::CostSavedNanos);
+                    stats.bad_records = view.get(Counter::BadRecords);
+                    stats.index_generation = view.generation();
+                }
+            }
         }
         stats.hits += st.local_hits;
         stats.misses += st.local_misses;
         let ids = self.segment_ids()?;
         stats.segments = ids.len() as u64;
-        for path in ids
+        let files = ids
             .iter()
             .map(|&id| segment::path(&self.dir, id))
-            .chain([self.index_path()])
-        {
+            .chain((0..SHARDS).map(|i| self.shard_path(i)));
+        for path in files {
             stats.bytes += fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         }
         Ok(stats)
@@ -794,19 +878,31 @@ impl Store {
     /// Every key with a readable record (for export).
     pub fn keys(&self) -> Result<Vec<[u8; KEY_LEN]>> {
         let mut st = self.state();
-        self.refresh_index(&mut st)?;
-        let st = &mut *st;
-        let Some(view) = st.index.as_ref().and_then(MappedIndex::view) else {
-            return Ok(vec![]);
-        };
         let mut keys = vec![];
-        for (_, _, loc) in view.live() {
-            if let Some(Ok((key, _, _, _))) = read_record(&mut st.segments, &self.dir, loc) {
-                keys.push(*key);
+        for i in 0..SHARDS {
+            self.refresh_shard(&mut st, i)?;
+            let State {
+                shards, segments, ..
+            } = &mut *st;
+            let Some(view) = shards[i].as_ref().and_then(MappedIndex::view) else {
+                continue;
+            };
+            for (_, _, loc) in view.live() {
+                if let Some(Ok((key, _, _, _))) = read_record(segments, &self.dir, loc) {
+                    keys.push(*key);
+                }
             }
         }
         Ok(keys)
     }
+}
+
+/// Shard `i` of a state whose shards are all open (callers hold the write lock and checked them).
+fn view_of(st: &State, i: usize) -> Index<'_> {
+    st.shards[i]
+        .as_ref()
+        .and_then(MappedIndex::view)
+        .expect("index open")
 }
 
 type Decoded<'a> = (&'a [u8; KEY_LEN], &'a [u8], RecordMeta, u32);

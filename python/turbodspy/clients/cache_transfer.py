@@ -137,10 +137,8 @@ class _Fields:
     """Stands in for a pickled pydantic response object: keeps its field values, runs nothing."""
 
     type_name = "object"
-
-    def __init__(self) -> None:
-        self.fields: dict[str, Any] = {}
-        self.private: dict[str, Any] = {}
+    fields: dict[str, Any]
+    private: dict[str, Any]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> _Fields:
         obj = super().__new__(cls)

@@ -8,6 +8,7 @@ operation instead of an error.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import warnings
 from pathlib import Path
@@ -32,19 +33,21 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / DEFAULT_DIRNAME
 
 
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
 def default_size_limit() -> int:
-    """`TURBODSPY_CACHE_LIMIT` (bytes) if set, else 30 GB as DSPy."""
+    """`TURBODSPY_CACHE_LIMIT` if set (bytes, or with a unit: `500MB`, `30GB`), else 30 GB as DSPy."""
     env = os.environ.get("TURBODSPY_CACHE_LIMIT")
     if env is None or not env.strip():
         return DEFAULT_SIZE_LIMIT
-    try:
-        limit = int(env.strip().replace("_", ""))
-    except ValueError:
-        raise ValueError(
-            f"TURBODSPY_CACHE_LIMIT must be a whole number of bytes (for example 10737418240 for 10 GB), got {env!r}"
-        ) from None
+    match = re.fullmatch(r"\s*(\d[\d_]*)\s*([KMGT]?)(?:I?B)?\s*", env.upper())
+    limit = int(match.group(1).replace("_", "")) * _SIZE_UNITS[match.group(2)] if match else 0
     if limit <= 0:
-        raise ValueError(f"TURBODSPY_CACHE_LIMIT must be positive, got {env!r}")
+        raise ValueError(
+            f"TURBODSPY_CACHE_LIMIT must be a positive size in bytes, optionally with a unit "
+            f"(for example 10737418240, 500MB or 30GB), got {env!r}"
+        )
     return limit
 
 
@@ -109,8 +112,8 @@ class DiskCache:
         self._warned = True
         warnings.warn(
             f"turbodspy: the disk cache at {self.directory} cannot be used ({reason}); continuing with the memory "
-            "cache only, so answers are unchanged but nothing is kept across runs. Point TURBODSPY_CACHEDIR or "
-            "configure_cache(disk_cache_dir=...) at a writable local directory to fix this.",
+            "cache only: answers are unchanged, but new responses are not kept for later runs. Point "
+            "TURBODSPY_CACHEDIR or configure_cache(disk_cache_dir=...) at a writable local directory to fix this.",
             DiskCacheWarning,
             stacklevel=4,
         )
