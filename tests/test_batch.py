@@ -64,7 +64,28 @@ def test_threaded_batch_keeps_order_uses_threads_and_caller_context():
         results = program.batch(examples(range(200)), num_threads=4, disable_progress_bar=True)
     assert [r.y for r in results] == [x * x for x in range(200)]
     assert {r.lm for r in results} == {"the-callers-lm"}
-    assert len(program.threads) > 1 and all(name.startswith("turbodspy-batch") for name in program.threads)
+    assert len(program.threads) > 1
+    assert all(name.startswith("turbodspy-batch") for name in program.threads - {threading.current_thread().name})
+
+
+def test_busy_items_complete_and_waiting_items_get_all_threads():
+    class Busy(dspy.Module):
+        def __init__(self):
+            super().__init__()
+            self.threads = set()
+
+        def forward(self, x):
+            self.threads.add(threading.current_thread().name)
+            deadline = time.thread_time() + 0.002
+            while time.thread_time() < deadline:
+                pass
+            return dspy.Prediction(y=x)
+
+    busy = Busy()
+    assert [r.y for r in busy.batch(examples(range(100)), num_threads=8, disable_progress_bar=True)] == list(range(100))
+    waiting = Square()
+    waiting.batch(examples(range(100)), num_threads=8, disable_progress_bar=True)
+    assert len(waiting.threads) == 8
 
 
 def test_one_thread_runs_in_the_caller_thread():
