@@ -21,7 +21,7 @@ def test_a_repeated_call_is_served_from_the_cache(llm_server):
     first = lm("Say this is a test!")
     second = lm("Say this is a test!")
     assert second == first
-    assert len(llm_server.requests) == 1
+    assert len(llm_server.model_requests) == 1
     assert lm.history[-1]["response"].cache_hit is True
     assert lm.history[-1]["response"].choices[0].message.content == first[0]
 
@@ -38,7 +38,7 @@ def test_cache_false_sends_every_call_and_stores_nothing(llm_server):
     lm = openai_lm(llm_server, cache=False)
     lm("uncached")
     lm("uncached")
-    assert len(llm_server.requests) == 2
+    assert len(llm_server.model_requests) == 2
     assert len(dspy.cache) == 0
     cached_lm = openai_lm(llm_server)
     cached_lm("per call", cache=False)
@@ -104,7 +104,7 @@ def test_concurrent_identical_requests_cause_one_provider_request(llm_server):
     for t in threads:
         t.join()
     assert len(answers) == 16 and len(set(answers)) == 1
-    assert len(llm_server.requests) == 1
+    assert len(llm_server.model_requests) == 1
     assert len(lm.history) == 16
 
 
@@ -128,7 +128,7 @@ def test_a_failed_leader_passes_its_error_to_the_waiters(llm_server):
     for t in threads:
         t.join()
     assert len(failures) == 4
-    assert len(llm_server.requests) == 1
+    assert len(llm_server.model_requests) == 1
     assert lm("fails for everyone")  # nothing bad was cached: the next call asks again and succeeds
 
 
@@ -190,4 +190,16 @@ def test_memory_cache_round_trips_through_json(tmp_path, llm_server):
     dspy.configure_cache(enable_disk_cache=False)
     dspy.cache.load_memory_cache(path)
     assert lm("save me") == answer
-    assert len(llm_server.requests) == 1
+    assert len(llm_server.model_requests) == 1
+
+
+def test_disk_hits_promoted_to_memory_respect_the_byte_bound(tmp_path):
+    writer = dspy.Cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=tmp_path)
+    for i in range(50):
+        writer.store(f"{i:064x}", {"response": {"text": "y" * 2000}, "i": i})
+    reader = dspy.Cache(
+        enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=tmp_path, memory_max_bytes=20_000
+    )
+    assert all(reader.lookup(f"{i:064x}").record["i"] == i for i in range(50))
+    assert 0 < reader.memory_bytes <= 20_000
+    assert 1 <= len(reader) < 50

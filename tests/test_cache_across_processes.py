@@ -29,11 +29,11 @@ def run(server, cache_dir) -> dict:
 
 def test_a_second_process_answers_from_disk_without_requests_or_litellm(llm_server, tmp_path):
     first = run(llm_server, tmp_path / "cache")
-    assert len(llm_server.requests) == 20
+    assert len(llm_server.model_requests) == 20
     assert first["litellm_loaded"] is True and first["cache_hits"] == 0
     second = run(llm_server, tmp_path / "cache")
     assert second["answers"] == first["answers"]
-    assert len(llm_server.requests) == 20  # nothing new reached the server
+    assert len(llm_server.model_requests) == 20  # nothing new reached the server
     assert second["cache_hits"] == 20
     assert second["litellm_loaded"] is False
     stored = b"".join(p.read_bytes() for p in (tmp_path / "cache").rglob("*") if p.is_file())

@@ -96,6 +96,28 @@ def test_a_writer_killed_at_random_moments_loses_no_completed_write(tmp_path):
     assert report["entries"] >= len(set(completed))
 
 
+def test_a_writer_killed_while_evicting_leaves_a_store_that_opens_with_right_values(tmp_path):
+    # A 1 MB limit makes the writer evict (rewrite every index shard, delete segments) every few dozen puts.
+    rng = random.Random(99)
+    next_key = 0
+    for run in range(10):
+        proc = spawn("kill-target", tmp_path, next_key, env={"WORKER_LIMIT": str(1024**2)})
+        time.sleep(rng.uniform(0.05, 0.3))
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate()
+        done = [int(line) for line in out.split()]
+        next_key = (done[-1] + 1) if done else next_key
+        cache = DiskCache(tmp_path, 1024**2)
+        # The newest completed writes survive eviction; anything found is the right value.
+        assert all(cache.get(key(n)) == record(n) for n in done[-5:])
+        found = [n for n in range(next_key) if cache.get(key(n)) is not None]
+        assert all(cache.get(key(n)) == record(n) for n in found)
+        # A kill may leave the store over its limit (mid-eviction); the next put brings it under.
+        cache.put(key(10**9 + run), record(1))
+        assert cache.stats()["bytes"] <= 1024**2
+    assert DiskCache(tmp_path, 1024**2).verify()["bad"] == 0
+
+
 @pytest.mark.parametrize("action", ["clear", "evict"])
 def test_readers_during_clear_or_eviction_see_right_values_or_misses(tmp_path, action):
     size = 4000

@@ -33,7 +33,7 @@ def test_seed_direct_calls_return_lists_of_strings(llm_server):
     assert isinstance(by_prompt, list) and len(by_prompt) == 1 and isinstance(by_prompt[0], str)
     assert by_prompt[0]
     assert isinstance(by_messages[0], str)
-    bodies = [r.body for r in llm_server.requests]
+    bodies = [r.body for r in llm_server.model_requests]
     assert bodies[0]["messages"] == [{"role": "user", "content": "Say this is a test!"}]
     assert bodies[0]["temperature"] == 0.7
     assert bodies[0]["model"] == "gpt-4o-mini"
@@ -43,7 +43,7 @@ def test_model_without_provider_prefix_goes_to_the_gateway(llm_server):
     # The Helicone seed writes the bare model name with a gateway api_base.
     lm = dspy.LM("gpt-4o-mini", api_key=SECRET, api_base=llm_server.openai_base)
     assert lm("Hello, world!")[0]
-    request = llm_server.last_request
+    request = llm_server.model_requests[-1]
     assert request.path == "/v1/chat/completions"
     assert request.headers["authorization"] == f"Bearer {SECRET}"
 
@@ -56,20 +56,20 @@ def test_local_servers_need_no_key(llm_server, key, monkeypatch):
         "openai/meta-llama/Meta-Llama-3-8B-Instruct", api_base=llm_server.openai_base, api_key=key, model_type="chat"
     )
     assert lm("hi")[0]
-    assert llm_server.last_request.body["model"] == "meta-llama/Meta-Llama-3-8B-Instruct"
+    assert llm_server.model_requests[-1].body["model"] == "meta-llama/Meta-Llama-3-8B-Instruct"
 
 
 def test_ollama_chat_goes_through_the_ollama_wire_format(llm_server):
     lm = dspy.LM("ollama_chat/llama3.2", api_base=llm_server.url, api_key="")
     assert lm("Why is the sky blue?")[0]
-    assert llm_server.last_request.path == "/api/chat"
-    assert llm_server.last_request.body["model"] == "llama3.2"
+    assert llm_server.model_requests[-1].path == "/api/chat"
+    assert llm_server.model_requests[-1].body["model"] == "llama3.2"
 
 
 def test_anthropic_goes_through_the_messages_api(llm_server):
     lm = dspy.LM("anthropic/claude-3-opus-20240229", api_key=SECRET, api_base=llm_server.url, max_tokens=100)
     assert lm("Say this is a test!")[0]
-    request = llm_server.last_request
+    request = llm_server.model_requests[-1]
     assert request.path == "/v1/messages"
     assert request.headers["x-api-key"] == SECRET
     assert request.body["max_tokens"] == 100
@@ -82,7 +82,7 @@ def test_extra_headers_and_extra_body_reach_the_server(llm_server):
         extra_body={"prompt_id": "customer-support-prompt-id", "inputs": {"customer_name": "Sarah"}},
     )
     lm("What is DSPy?")
-    request = llm_server.last_request
+    request = llm_server.model_requests[-1]
     assert request.headers["helicone-session-id"] == "dspy-example-session"
     assert request.headers["helicone-user-id"] == "user-123"
     assert request.body["prompt_id"] == "customer-support-prompt-id"
@@ -92,7 +92,7 @@ def test_extra_headers_and_extra_body_reach_the_server(llm_server):
 def test_call_kwargs_override_the_lm_kwargs(llm_server):
     lm = openai_lm(llm_server, temperature=0.9, max_tokens=2000, stop=["\n\n"])
     lm("a question", temperature=0.1)
-    body = llm_server.last_request.body
+    body = llm_server.model_requests[-1].body
     assert body["temperature"] == 0.1
     assert body["max_tokens"] == 2000
     assert body["stop"] == ["\n\n"]
@@ -103,14 +103,14 @@ def test_n_gives_one_output_per_choice(llm_server):
     lm = openai_lm(llm_server)
     outputs = lm("Name a color.", n=3, temperature=1.0)
     assert len(outputs) == 3
-    assert llm_server.last_request.body["n"] == 3
+    assert llm_server.model_requests[-1].body["n"] == 3
 
 
 def test_text_model_type_uses_the_completions_api(llm_server):
     lm = openai_lm(llm_server, model="openai/gpt-3.5-turbo-instruct", model_type="text")
     outputs = lm("Say this is a test!")
     assert isinstance(outputs[0], str) and outputs[0]
-    request = llm_server.last_request
+    request = llm_server.model_requests[-1]
     assert request.path == "/v1/completions"
     assert request.body["prompt"] == "Say this is a test!\n\nBEGIN RESPONSE:"
 
@@ -119,7 +119,7 @@ def test_responses_model_type_uses_the_responses_api(llm_server):
     lm = openai_lm(llm_server, model="openai/gpt-5-mini", model_type="responses", temperature=1.0, max_tokens=16000)
     outputs = lm("Say this is a test!")
     assert isinstance(outputs[0], dict) and outputs[0]["text"]
-    request = llm_server.last_request
+    request = llm_server.model_requests[-1]
     assert request.path == "/v1/responses"
     assert request.body["max_output_tokens"] == 16000
 
@@ -136,7 +136,7 @@ def test_reasoning_content_and_tool_calls_give_dict_outputs(llm_server):
 def test_logprobs_give_dict_outputs(llm_server):
     (out,) = openai_lm(llm_server)("hello", logprobs=True)
     assert set(out) >= {"text", "logprobs"}
-    assert llm_server.last_request.body["logprobs"] is True
+    assert llm_server.model_requests[-1].body["logprobs"] is True
 
 
 def test_acall_matches_the_sync_call(llm_server):
@@ -144,7 +144,7 @@ def test_acall_matches_the_sync_call(llm_server):
     sync = lm("Say this is a test!")
     asynchronous = asyncio.run(lm.acall("Say this is a test!"))
     assert asynchronous == sync
-    assert len(llm_server.requests) == 2
+    assert len(llm_server.model_requests) == 2
 
 
 def test_rollout_id_is_keyed_recorded_and_never_sent(llm_server):
@@ -153,8 +153,8 @@ def test_rollout_id_is_keyed_recorded_and_never_sent(llm_server):
     again = lm("Say this is a test!", rollout_id=1, temperature=1.0)
     lm("Say this is a test!", rollout_id=2, temperature=1.0)
     assert first == again
-    assert len(llm_server.requests) == 2  # rollout 1 was cached, rollout 2 is a new request
-    assert all("rollout_id" not in r.body for r in llm_server.requests)
+    assert len(llm_server.model_requests) == 2  # rollout 1 was cached, rollout 2 is a new request
+    assert all("rollout_id" not in r.body for r in llm_server.model_requests)
     assert lm.history[-1]["kwargs"]["rollout_id"] == 2
 
 
@@ -174,7 +174,7 @@ def test_reasoning_models_refuse_bad_temperature_and_max_tokens(model):
 def test_reasoning_models_send_max_completion_tokens(llm_server):
     lm = openai_lm(llm_server, model="openai/o3-mini", temperature=1.0, max_tokens=20000)
     lm("hi")
-    body = llm_server.last_request.body
+    body = llm_server.model_requests[-1].body
     assert body["max_completion_tokens"] == 20000
     assert "max_tokens" not in body
     assert dspy.LM("openai/gpt-5-chat-latest", temperature=0.2).kwargs["max_tokens"] is None
@@ -190,7 +190,7 @@ def test_rate_limits_are_retried_honouring_retry_after(llm_server):
     llm_server.fail_next("429", count=2, retry_after=0.05)
     lm = openai_lm(llm_server, num_retries=3)
     assert lm("retry me")[0]
-    assert len(llm_server.requests) == 3
+    assert len(llm_server.model_requests) == 3
 
 
 @pytest.mark.parametrize("fault", ["500", "503", "drop", "malformed"])
@@ -209,8 +209,8 @@ def test_exhausted_retries_raise_a_typed_error_with_what_is_known(llm_server):
     assert error.status == 429
     assert error.model == "openai/gpt-4o-mini"
     assert error.provider == "openai"
-    assert error.request_id == llm_server.requests[-1].request_id
-    assert len(llm_server.requests) == 3
+    assert error.request_id == llm_server.model_requests[-1].request_id
+    assert len(llm_server.model_requests) == 3
     assert SECRET not in str(error)
 
 
@@ -228,7 +228,7 @@ def test_permanent_failures_are_not_retried(llm_server, fault, error_class):
         openai_lm(llm_server, num_retries=3)("fails once, permanently")
     assert isinstance(info.value, dspy.LMError)
     assert info.value.status == int(fault)
-    assert len(llm_server.requests) == 1
+    assert len(llm_server.model_requests) == 1
 
 
 def test_connection_refused_is_a_transport_error():
@@ -316,35 +316,35 @@ def test_import_does_not_load_litellm():
 def test_azure_and_databricks_route_through_their_own_endpoints(llm_server):
     azure = dspy.LM("azure/my-deployment", api_base=llm_server.url, api_key=SECRET, api_version="2024-06-01")
     assert azure("hi")[0]
-    assert llm_server.last_request.path == "/openai/deployments/my-deployment/chat/completions"
-    assert llm_server.last_request.headers["api-key"] == SECRET
+    assert llm_server.model_requests[-1].path == "/openai/deployments/my-deployment/chat/completions"
+    assert llm_server.model_requests[-1].headers["api-key"] == SECRET
     databricks = dspy.LM(
         "databricks/databricks-meta-llama-3-1-70b-instruct",
         api_base=f"{llm_server.url}/serving-endpoints",
         api_key=SECRET,
     )
     assert databricks("hi")[0]
-    assert llm_server.last_request.path == "/serving-endpoints/chat/completions"
+    assert llm_server.model_requests[-1].path == "/serving-endpoints/chat/completions"
 
 
 def test_gemini_requests_use_the_gemini_wire_format(llm_server):
     lm = dspy.LM("gemini/gemini-2.5-pro-preview-03-25", api_base=llm_server.url, api_key=SECRET)
     assert "hi" in lm("hi")[0]
-    assert llm_server.last_request.path == "/models/gemini-2.5-pro-preview-03-25:generateContent"
+    assert llm_server.model_requests[-1].path == "/models/gemini-2.5-pro-preview-03-25:generateContent"
     # A model the provider does not serve comes back as a typed, non-retried error.
     llm_server.clear()
     llm_server.models = ("gemini-other",)
     with pytest.raises(dspy.LMUnsupportedModelError) as info:
         lm("hi again")
     assert info.value.status == 404 and info.value.provider == "gemini"
-    assert len(llm_server.requests) == 1
+    assert len(llm_server.model_requests) == 1
 
 
 def test_credential_headers_never_reach_history_or_saved_state(llm_server):
     headers = {"Helicone-Auth": f"Bearer {SECRET}", "Authorization": f"Bearer {SECRET}", "Helicone-User-Id": "u1"}
     lm = openai_lm(llm_server, extra_headers=headers)
     lm("hi", extra_headers=headers)
-    assert llm_server.last_request.headers["helicone-auth"] == f"Bearer {SECRET}"  # sent, as asked
+    assert llm_server.model_requests[-1].headers["helicone-auth"] == f"Bearer {SECRET}"  # sent, as asked
     assert SECRET not in repr(lm.history[-1]["kwargs"])
     assert lm.history[-1]["kwargs"]["extra_headers"] == {"Helicone-User-Id": "u1"}
     state = lm.dump_state()

@@ -89,12 +89,22 @@ impl DiskStore {
 
     /// The record stored under `key`, or None; counted in the hit/miss statistics.
     fn get<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+        Ok(self.lookup(py, key, true)?.map(|(record, _)| record))
+    }
+
+    /// `(record, encoded size in bytes)` for `key`, or None: the size lets a memory tier account for it
+    /// without measuring the decoded objects.
+    fn get_sized<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+    ) -> PyResult<Option<(Bound<'py, PyAny>, usize)>> {
         self.lookup(py, key, true)
     }
 
     /// Like `get` but not counted in the statistics (for export and inspection).
     fn peek<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.lookup(py, key, false)
+        Ok(self.lookup(py, key, false)?.map(|(record, _)| record))
     }
 
     fn contains(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
@@ -196,7 +206,7 @@ impl DiskStore {
         py: Python<'py>,
         key: &str,
         count: bool,
-    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+    ) -> PyResult<Option<(Bound<'py, PyAny>, usize)>> {
         let key = parse_key(key)?;
         // Reads are a few microseconds of mapped memory: keep the GIL unless another thread holds the store.
         let found = match self.store.try_get(&key, count) {
@@ -218,7 +228,8 @@ impl DiskStore {
                 keys: &mut keys,
             },
         )
-        .ok())
+        .ok()
+        .map(|record| (record, found.value.len())))
     }
 }
 

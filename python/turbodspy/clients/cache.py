@@ -99,9 +99,9 @@ class Cache:
                     pass
                 return entry
         if self.disk is not None:
-            record = self.disk.get(key)
-            if record is not None:
-                return self._remember(key, record, _json_size(record))
+            found = self.disk.get_sized(key)
+            if found is not None:
+                return self._remember(key, *found)
         return None
 
     def store(self, key: str, record: Any, *, memory: bool = True) -> CacheEntry:

@@ -152,6 +152,18 @@ class DiskCache:
             return None
         return record if isinstance(record, dict) else None
 
+    def get_sized(self, key: str) -> tuple[dict[str, Any], int] | None:
+        """`(record, size in bytes on disk)` for `key`, or None, as `get` finds it."""
+        store = self._get_store()
+        if store is None:
+            return None
+        try:
+            found = store.get_sized(key)
+        except OSError as e:
+            self._disable(self._reason(e))
+            return None
+        return found if found is not None and isinstance(found[0], dict) else None
+
     def put(self, key: str, record: dict[str, Any]) -> None:
         """Stores `record` under `key`. I/O problems warn once and turn writes off; they never raise.
 

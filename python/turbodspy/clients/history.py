@@ -64,13 +64,12 @@ def record_history(owner: Any, entry: dict[str, Any], config: dict[str, Any] | N
     max_size = config["max_history_size"]
     if max_size == 0:
         return
-    history = owner.history
-    if type(history) is CallHistory and history.maxlen == max_size:
-        history.append(entry)
-    else:
-        owner.history = _appended(history, entry, max_size)
-    for module in config["caller_modules"] or ():
-        module.history = _appended(module.history, entry, max_size)
+    for recorder in (owner, *(config["caller_modules"] or ())):
+        history = recorder.history
+        if type(history) is CallHistory and history.maxlen == max_size:
+            history.append(entry)
+        else:
+            recorder.history = _appended(history, entry, max_size)
 
 
 def _appended(history: Any, entry: dict[str, Any], max_size: int) -> Any:

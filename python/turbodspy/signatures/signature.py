@@ -159,7 +159,18 @@ class SignatureMeta(type(BaseModel)):  # type: ignore[misc]
         return f"{', '.join(cls.input_fields)} -> {', '.join(cls.output_fields)}"
 
     def _get_fields_with_type(cls, field_type: str) -> dict[str, FieldInfo]:
-        return {k: v for k, v in cls.model_fields.items() if v.json_schema_extra["__dspy_field_type"] == field_type}
+        # Adapters ask on every call: split the fields once per fields dict (a rebuilt class gets a new one).
+        fields = getattr(cls, "__pydantic_fields__", None)
+        if fields is None:
+            fields = cls.model_fields
+        split = cls.__dict__.get("__turbodspy_split_fields__")
+        if split is None or split[0] is not fields or split[1] != len(fields):
+            by_type: dict[str, dict[str, FieldInfo]] = {"input": {}, "output": {}}
+            for name, info in fields.items():
+                by_type.setdefault(info.json_schema_extra["__dspy_field_type"], {})[name] = info
+            split = (fields, len(fields), by_type)
+            type.__setattr__(cls, "__turbodspy_split_fields__", split)
+        return dict(split[2].get(field_type, {}))
 
     def __repr__(cls) -> str:
         field_repr = "\n    ".join(f"{name} = Field({field})" for name, field in cls.fields.items())
