@@ -230,3 +230,40 @@ def test_peak_memory_of_cached_batch(benchmark) -> None:
         f"\n[peak memory, 20,000-call batch] turbodspy {ours / 2**20:.1f} MiB, dspy {theirs / 2**20:.1f} MiB: "
         f"{theirs / max(ours, 1):.1f}x less"
     )
+
+
+# -- fresh process, disk-cached batch of 2,000 calls (start-up included) --------------------------------------
+
+_DISK_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json, sys
+    lib = __import__(sys.argv[1])
+    lib.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=sys.argv[2])
+    lm = lib.LM("openai/bench-model", api_base=sys.argv[3], api_key="local")
+    data = [lib.Example(question=f"Disk question {i}: what is {i} + 1?").with_inputs("question") for i in range(2000)]
+    with lib.context(lm=lm):
+        results = lib.Predict("question -> answer").batch(data, disable_progress_bar=True)
+    answers = [r.answer for r in results]
+    print(json.dumps({"answers": hashlib.sha256(json.dumps(answers).encode()).hexdigest(), "n": len(answers)}))
+    """
+)
+
+
+@pytest.mark.parametrize("library", ["turbodspy", "dspy"])
+def test_fresh_process_disk_cached_batch(benchmark, server, tmp_path_factory, library: str) -> None:
+    cache_dir = str(tmp_path_factory.mktemp(f"disk-{library}"))
+    command = [sys.executable, "-c", _DISK_SCRIPT, library, cache_dir, server.openai_base]
+    warm = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+
+    def run() -> dict[str, Any]:
+        out = subprocess.run(command, capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.splitlines()[-1])
+
+    benchmark.group = "fresh-process-disk-cached-batch-2000"
+    result = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=0)
+    assert result == warm and result["n"] == 2000
+    pair = _answers_by_scenario.setdefault("disk", {})
+    pair[library] = result["answers"]
+    if len(pair) == 2:
+        assert pair["turbodspy"] == pair["dspy"]
+    _report("fresh process, disk-cached batch of 2,000 (start-up included)", library, benchmark.stats.stats.median)

@@ -64,7 +64,28 @@ def test_threaded_batch_keeps_order_uses_threads_and_caller_context():
         results = program.batch(examples(range(200)), num_threads=4, disable_progress_bar=True)
     assert [r.y for r in results] == [x * x for x in range(200)]
     assert {r.lm for r in results} == {"the-callers-lm"}
-    assert len(program.threads) > 1 and all(name.startswith("turbodspy-batch") for name in program.threads)
+    assert len(program.threads) > 1
+    assert all(name.startswith("turbodspy-batch") for name in program.threads - {threading.current_thread().name})
+
+
+def test_busy_items_complete_and_waiting_items_get_all_threads():
+    class Busy(dspy.Module):
+        def __init__(self):
+            super().__init__()
+            self.threads = set()
+
+        def forward(self, x):
+            self.threads.add(threading.current_thread().name)
+            deadline = time.thread_time() + 0.002
+            while time.thread_time() < deadline:
+                pass
+            return dspy.Prediction(y=x)
+
+    busy = Busy()
+    assert [r.y for r in busy.batch(examples(range(100)), num_threads=8, disable_progress_bar=True)] == list(range(100))
+    waiting = Square()
+    waiting.batch(examples(range(100)), num_threads=8, disable_progress_bar=True)
+    assert len(waiting.threads) == 8
 
 
 def test_one_thread_runs_in_the_caller_thread():
@@ -176,3 +197,37 @@ def test_asyncify_runs_sync_program_on_a_worker_thread_with_context():
     results = asyncio.run(main())
     assert [r.y for r in results] == [i * i for i in range(10)] and {r.lm for r in results} == {"async-ctx"}
     assert threading.current_thread().name not in program.threads
+
+
+def _finishes(fn, timeout=60):
+    """Run fn on a thread; fail (instead of hanging the suite) if it deadlocks."""
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(result=fn()), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), "deadlocked"
+    return box["result"]
+
+
+def test_batch_inside_an_async_batch_item_does_not_deadlock():
+    class Outer(dspy.Module):
+        async def aforward(self, x):
+            inner = AsyncSquare(delay=0).batch(examples([x, x + 1]), disable_progress_bar=True)
+            return dspy.Prediction(y=sum(r.y for r in inner))
+
+    results = _finishes(lambda: Outer().batch(examples(range(5)), disable_progress_bar=True))
+    assert [r.y for r in results] == [x * x + (x + 1) ** 2 for x in range(5)]
+
+
+def test_async_batch_works_in_a_forked_child():
+    import multiprocessing
+
+    AsyncSquare().batch(examples(range(3)), disable_progress_bar=True)  # the parent's loop is running now
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        ys = pool.apply_async(_child_batch).get(timeout=60)
+    assert ys == [0, 1, 4, 9]
+
+
+def _child_batch():
+    return [r.y for r in AsyncSquare(delay=0).batch(examples(range(4)), disable_progress_bar=True)]

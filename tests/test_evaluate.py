@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import dspy as real_dspy
 import pytest
@@ -83,3 +84,16 @@ def test_evaluate_callbacks_see_start_and_end():
     with dspy.context(callbacks=[Rec()]):
         evaluate(program)
     assert events[0] == ("start", evaluate, program) and events[-1] == ("end", 100.0)
+
+
+def test_async_evaluate_runs_metrics_off_the_event_loop():
+    threads = set()
+
+    def judge(example, pred, trace=None):
+        threads.add(threading.current_thread().name)
+        # A metric that runs a program itself (an LM judge would): it must not block or deadlock the loop.
+        return float(Square()(x=2).y == 4 and example.label == pred.y)
+
+    result = dspy.Evaluate(devset=examples(range(8)), metric=judge)(AsyncSquare())
+    assert result.score == 100.0
+    assert threads and not any(name == "turbodspy-event-loop" for name in threads)

@@ -107,3 +107,14 @@ def test_server_errors_are_collected_per_example(lm, llm_server):
     assert [r is None for r in results] == [True, True, False, False, False]
     assert [ex.question for ex in failed] == ["q0", "q1"]
     assert all(isinstance(e, dspy.LMAuthError) for e in errors)
+
+
+def test_track_usage_around_a_batch_totals_every_example(lm):
+    program = Echo(lm)
+    data = [dspy.Example(question=f"question {i}").with_inputs("question") for i in range(8)]
+    with dspy.context(track_usage=True), dspy.track_usage() as tracker:
+        thread_results = program.batch(data, num_threads=4, disable_progress_bar=True)
+        async_results = program.batch(data, disable_progress_bar=True)
+    total = tracker.get_total_tokens()["openai/test-model"]["total_tokens"]
+    assert len(thread_results) == len(async_results) == 8
+    assert total > 0 and len(tracker.usage_data["openai/test-model"]) == 16

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from turbodspy.primitives.example import Example
-from turbodspy.primitives.parallel import ParallelExecutor
+from turbodspy.primitives.parallel import ParallelExecutor, run_on_worker_thread
 from turbodspy.primitives.prediction import Prediction
 from turbodspy.settings import settings
 from turbodspy.utils.callback import with_callbacks
@@ -118,7 +118,8 @@ class Evaluate:
 
         async def aprocess_item(example: Example) -> tuple[Any, Any]:
             prediction = await program.acall(**example.inputs())
-            return prediction, metric(example, prediction)
+            # The metric may be slow (an LM judge): it runs on a worker thread, never blocking the event loop.
+            return prediction, await run_on_worker_thread(metric, example, prediction)
 
         supports_async = getattr(program, "supports_async", None)
         use_async = self.concurrency is not None or (
