@@ -86,6 +86,7 @@ class Adapter:
         lm_kwargs: dict[str, Any],
     ) -> list[dict[str, Any]]:
         values = []
+        output_names = _output_fields(original_signature)
         for output in outputs:
             logprobs = None
             text = output
@@ -101,8 +102,9 @@ class Adapter:
                 )
             value = self.parse(processed_signature, text)
             value = apply_output_field_defaults(original_signature, value)
-            for name in original_signature.output_fields:
-                value.setdefault(name, None)
+            if len(value) != len(output_names):
+                for name in output_names:
+                    value.setdefault(name, None)
             if logprobs:
                 value["logprobs"] = logprobs
             values.append(value)
@@ -277,6 +279,12 @@ def _overrides(cls: type, name: str) -> bool:
         if vars(base).get("_template_style") is not None:
             return getattr(cls, name) is not getattr(base, name)
     return False
+
+
+def _output_fields(signature: Any) -> Any:
+    """The signature's output fields, without the copy `output_fields` makes (read only)."""
+    view = getattr(signature, "_fields_with_type_view", None)
+    return view("output") if view is not None else signature.output_fields
 
 
 def _fast_style_of(cls: type) -> str | None:

@@ -48,7 +48,8 @@ def annotation_allows_none(annotation: Any) -> bool:
 def apply_output_field_defaults(signature: Any, fields: dict[str, Any]) -> dict[str, Any]:
     """Fill missing output fields that have a default, a default factory, or allow None; keep signature order."""
     completed = {}
-    for name, field_info in signature.output_fields.items():
+    view = getattr(signature, "_fields_with_type_view", None)  # our signatures skip the copy; DSPy's cannot
+    for name, field_info in (view("output") if view is not None else signature.output_fields).items():
         if name in fields:
             completed[name] = fields[name]
         elif not field_info.is_required():

@@ -14,6 +14,7 @@ import sys
 import types
 import typing
 from collections import OrderedDict
+from collections.abc import Mapping
 from copy import deepcopy
 from typing import Any
 
@@ -159,6 +160,10 @@ class SignatureMeta(type(BaseModel)):  # type: ignore[misc]
         return f"{', '.join(cls.input_fields)} -> {', '.join(cls.output_fields)}"
 
     def _get_fields_with_type(cls, field_type: str) -> dict[str, FieldInfo]:
+        return dict(cls._fields_with_type_view(field_type))
+
+    def _fields_with_type_view(cls, field_type: str) -> Mapping[str, FieldInfo]:
+        """The fields of one type without a copy, for the hot paths inside turbodspy (never to be modified)."""
         # Adapters ask on every call: split the fields once per fields dict (a rebuilt class gets a new one).
         fields = getattr(cls, "__pydantic_fields__", None)
         if fields is None:
@@ -170,7 +175,7 @@ class SignatureMeta(type(BaseModel)):  # type: ignore[misc]
                 by_type.setdefault(info.json_schema_extra["__dspy_field_type"], {})[name] = info
             split = (fields, len(fields), by_type)
             type.__setattr__(cls, "__turbodspy_split_fields__", split)
-        return dict(split[2].get(field_type, {}))
+        return split[2].get(field_type, {})
 
     def __repr__(cls) -> str:
         field_repr = "\n    ".join(f"{name} = Field({field})" for name, field in cls.fields.items())
