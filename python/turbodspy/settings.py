@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextvars
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -103,14 +101,9 @@ class Settings:
             self._claim_ownership()
             self._config.update(kwargs)
 
-    @contextmanager
-    def context(self, **kwargs: Any) -> Iterator[None]:
+    def context(self, **kwargs: Any) -> SettingsContext:
         """Override settings inside a `with` block, for this thread or task only; restored on exit."""
-        token = _overrides.set({**(_overrides.get() or self._config), **kwargs})
-        try:
-            yield
-        finally:
-            _overrides.reset(token)
+        return SettingsContext(kwargs)
 
     def _claim_ownership(self) -> None:
         thread = threading.get_ident()
@@ -139,6 +132,22 @@ class Settings:
 
     def __repr__(self) -> str:
         return repr(self.copy())
+
+
+class SettingsContext:
+    """What `context(...)` returns: a plain context manager (no generator), as modules enter one per call."""
+
+    __slots__ = ("_overrides", "_token")
+
+    def __init__(self, overrides: dict[str, Any]):
+        self._overrides = overrides
+        self._token: contextvars.Token | None = None
+
+    def __enter__(self) -> None:
+        self._token = _overrides.set({**(_overrides.get() or settings._config), **self._overrides})
+
+    def __exit__(self, *exc_info: object) -> None:
+        _overrides.reset(self._token)
 
 
 def _in_ipython() -> bool:
