@@ -164,7 +164,10 @@ class BaseLM:
                 del merged["rollout_id"]
             else:
                 self._warn_zero_temp_rollout(merged.get("temperature"), merged["rollout_id"])
-        request = {"model": self.model, "messages": self._rendered_messages(prompt, messages), **merged}
+        rendered = messages or [{"role": "user", "content": prompt}]
+        if self.use_developer_role:
+            rendered = self._rendered_messages(rendered)
+        request = {"model": self.model, "messages": rendered, **merged}
         if use_cache:
             cache = _package.cache
             if cache.enabled:  # an attribute, not a property: this is the hot path
@@ -184,9 +187,11 @@ class BaseLM:
                         pass  # a request that is not data goes uncached, as in DSPy
         return merged, request, None, None
 
-    def _rendered_messages(self, prompt: Any, messages: Any) -> list:
-        """The messages the request carries (and its key hashes)."""
-        return messages or [{"role": "user", "content": prompt}]
+    # An LM that sends system messages under another role rewrites them before the key is computed.
+    use_developer_role = False
+
+    def _rendered_messages(self, messages: list) -> list:
+        return messages
 
     def _cache_identifier(self, asynchronous: bool) -> str:
         cls = type(self)

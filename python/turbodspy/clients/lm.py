@@ -126,12 +126,11 @@ class LM(BaseLM):
             return await super()._afetch(call)
         return await provider.acomplete(call.request, self.model_type, self.num_retries, _agent())
 
-    def _rendered_messages(self, prompt: Any, messages: Any) -> list:
-        rendered = super()._rendered_messages(prompt, messages)
-        if self.use_developer_role and self.model_type == "responses":
-            # Before the key is computed, as DSPy does, so both libraries key the same request alike.
-            rendered = [{**m, "role": "developer"} if m.get("role") == "system" else m for m in rendered]
-        return rendered
+    def _rendered_messages(self, messages: list) -> list:
+        if self.model_type != "responses":
+            return messages
+        # Before the key is computed, as DSPy does, so both libraries key the same request alike.
+        return [{**m, "role": "developer"} if m.get("role") == "system" else m for m in messages]
 
     def forward(self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any) -> Any:
         """One provider call, uncached and unrecorded: LiteLLM's response object."""
