@@ -271,3 +271,21 @@ def test_disk_hits_promoted_to_memory_respect_the_byte_bound(tmp_path):
     assert all(reader.lookup(f"{i:064x}").record["i"] == i for i in range(50))
     assert 0 < reader.memory_bytes <= 20_000
     assert 1 <= len(reader) < 50
+
+
+def test_request_cache_decorator_caches_any_return_value():
+    from turbodspy.clients.cache import request_cache
+
+    calls = []
+
+    @request_cache()
+    def embed(text: str, model: str = "m") -> list[float]:
+        calls.append(text)
+        return [float(len(text)), 1.0]
+
+    assert embed(text="hello") == [5.0, 1.0]
+    assert embed(text="hello") == [5.0, 1.0]
+    assert embed(text="other") == [5.0, 1.0]
+    assert calls == ["hello", "other"]
+    embed(text="hello")[0] = -1.0  # a caller's edit stays with the caller
+    assert embed(text="hello") == [5.0, 1.0]
