@@ -240,7 +240,8 @@ class BaseLM:
         if derived is None:
             record = entry.record
             response = CachedResponse(record["response"], record.get("cost"))
-            derived = entry.derived = _Derived(response, self._outputs(response, merged))
+            # Outputs from the plain data, not through the view: a first hit after a disk read pays this once.
+            derived = entry.derived = _Derived(response, self._outputs(record["response"], merged))
         if not config["disable_history"]:
             self._record(
                 prompt,
