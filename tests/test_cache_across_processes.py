@@ -38,3 +38,22 @@ def test_a_second_process_answers_from_disk_without_requests_or_litellm(llm_serv
     assert second["litellm_loaded"] is False
     stored = b"".join(p.read_bytes() for p in (tmp_path / "cache").rglob("*") if p.is_file())
     assert b"sk-secret-in-process-only" not in stored
+
+
+def test_a_malformed_cache_limit_turns_the_disk_off_with_a_warning_not_a_crash(llm_server, tmp_path):
+    env = {
+        "TURBODSPY_CACHEDIR": str(tmp_path / "cache"),
+        "TURBODSPY_CACHE_LIMIT": "lots",
+        "PATH": "/usr/bin:/bin",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
+    code = (
+        "import sys, turbodspy as dspy; lm = dspy.LM('openai/m', api_base=sys.argv[1], api_key='k');"
+        "print(lm('q') == lm('q'), dspy.cache.disk is None)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, llm_server.openai_base], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.split() == ["True", "True"]
+    assert "TURBODSPY_CACHE_LIMIT must be a positive size" in out.stderr
+    assert len(llm_server.model_requests) == 1  # the memory tier still serves the repeat

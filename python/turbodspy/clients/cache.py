@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import wraps
@@ -202,11 +203,16 @@ class Cache:
 
 
 def _open_disk_tier(directory: str | None, size_limit: int | None) -> Any:
-    try:
-        from turbodspy.clients.disk_cache import DiskCache, default_cache_dir, default_size_limit
-    except ImportError:  # the disk tier is optional: memory-only until it is built in
-        return None
-    return DiskCache(directory or default_cache_dir(), size_limit or default_size_limit())
+    from turbodspy.clients.disk_cache import DiskCache, DiskCacheWarning, default_size_limit
+
+    if size_limit is None:
+        try:
+            size_limit = default_size_limit()
+        except ValueError as exc:
+            # A bad environment variable must not stop `import turbodspy` (which builds the default cache).
+            warnings.warn(f"{exc}; the disk cache is off until it is fixed.", DiskCacheWarning, stacklevel=4)
+            return None
+    return DiskCache(directory, size_limit)
 
 
 def _json_size(record: Any) -> int:
