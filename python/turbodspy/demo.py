@@ -19,24 +19,26 @@ import turbodspy as dspy
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m turbodspy demo", description=__doc__)
-    parser.add_argument("--model", default="openai/gpt-4o-mini", help="LiteLLM model string")
+    parser.add_argument("--model", default=None, help="LiteLLM model string (default: openai/gpt-4o-mini)")
     parser.add_argument("--api-base", default=None, help="provider or gateway URL (default: a local server)")
     parser.add_argument("--api-key", default=None, help="API key (default: the provider's environment variable)")
     parser.add_argument("--cache-dir", default=None, help="disk cache directory (default: a fresh temporary one)")
     args = parser.parse_args(argv)
 
+    model = args.model or "openai/gpt-4o-mini"
     with _provider(args) as (api_base, api_key, where):
-        print(f"turbodspy {dspy.__version__} demo: {args.model} at {where}\n")
+        print(f"turbodspy {dspy.__version__} demo: {model} at {where}\n")
         with tempfile.TemporaryDirectory() as scratch:
             dspy.configure_cache(disk_cache_dir=args.cache_dir or scratch)
-            failures = _run_seed(args.model, api_base, api_key)
+            failures = _run_seed(model, api_base, api_key)
     print(f"\n{'all steps ran' if not failures else f'{failures} step(s) failed'}")
     return 1 if failures else 0
 
 
 @contextlib.contextmanager
 def _provider(args: argparse.Namespace) -> Iterator[tuple[str | None, str | None, str]]:
-    if args.api_base or args.api_key:
+    if args.model or args.api_base or args.api_key:
+        # A real provider: the key comes from --api-key or the provider's usual environment variable.
         yield args.api_base, args.api_key, args.api_base or "the provider's default endpoint"
         return
     from turbodspy.testing import LocalLLMServer
