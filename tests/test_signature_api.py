@@ -233,6 +233,19 @@ def test_cache_is_bounded_and_keeps_the_strings_in_use() -> None:
     assert Signature("bounded_0 -> out") is not Signature("bounded_0 -> out", "Other.")
 
 
+def test_a_class_still_in_use_is_found_after_many_other_strings() -> None:
+    held = Signature("held_question -> held_answer")
+    for i in range(signature_module._CLASS_CACHE_LIMIT * 3):
+        Signature(f"pushed_out_{i} -> out")
+    assert Signature("held_question -> held_answer") is held
+    for i in range(signature_module._CLASS_CACHE_LIMIT * 3):
+        Signature(f"pushed_again_{i} -> out")
+    held.instructions = "Changed while pushed out."
+    rebuilt = Signature("held_question -> held_answer")
+    assert rebuilt is not held
+    assert rebuilt.instructions == "Given the fields `held_question`, produce the fields `held_answer`."
+
+
 def test_import_stays_cheap() -> None:
     code = "import sys, turbodspy; print(sorted(m for m in ('dspy', 'litellm') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -234,9 +234,9 @@ def fast_class(
     """
     # Attributes whose value equals the base's (empty decorators, no private attributes or class variables,
     # no generic parameters, default init and post-init) are inherited rather than copied.
+    # `__qualname__` is left to default to `name` (the same value, set without a namespace entry).
     namespace = {
         "__module__": module,
-        "__qualname__": name,
         "__doc__": doc,
         "__annotations__": annotations if annotations is not None else {k: f.annotation for k, f in fields.items()},
         "model_config": {},

@@ -13,6 +13,7 @@ import re
 import sys
 import types
 import typing
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from copy import deepcopy
@@ -42,10 +43,14 @@ _classes: OrderedDict[tuple, type] = OrderedDict()
 # Type texts resolved from fixed namespaces whose types are valid field types that pydantic takes as is.
 _plain_static_types: OrderedDict[str, Any] = OrderedDict()
 _CACHE_LIMIT = 1024
-# Classes are kept for the strings a program repeats. Each cached class outlives the young generations of
-# Python's garbage collector, so a program that builds ever-new strings pays for every one kept: the bound
-# stays small.
-_CLASS_CACHE_LIMIT = 128
+# Classes are kept for the strings a program repeats. A class held here past the young generations of Python's
+# garbage collector lands in the oldest one, and a program that builds ever-new strings then pays a full
+# collection every few thousand builds: the strong bound stays below what a young collection lets live. Classes
+# pushed out are still found while something else holds them (`_in_use`, weakly).
+_CLASS_CACHE_LIMIT = 16
+# key -> weak reference to a class pushed out of `_classes`; dead entries are swept when it doubles in size.
+_in_use: dict[tuple, weakref.ref] = {}
+_in_use_sweep_at = _CACHE_LIMIT
 
 
 def _evict_oldest(cache: OrderedDict) -> None:
@@ -53,6 +58,50 @@ def _evict_oldest(cache: OrderedDict) -> None:
         cache.popitem(last=False)
     except KeyError:  # another thread emptied it first
         pass
+
+
+def _cached_class(key: tuple) -> Any:
+    """The class cached under `key` (made most recently used), or None. Raises TypeError for unhashable keys."""
+    hit = _classes.get(key)
+    if hit is not None:
+        try:  # least recently used goes first
+            _classes.move_to_end(key)
+        except KeyError:  # another thread evicted it meanwhile
+            pass
+        return hit
+    ref = _in_use.get(key)
+    if ref is None:
+        return None
+    hit = ref()
+    if hit is not None:
+        _cache_class(key, hit)
+    return hit
+
+
+def _cache_class(key: tuple, cls: type) -> None:
+    """Caches `cls` under `key`, moving the least recently used class to the weak tier when full."""
+    global _in_use_sweep_at
+    if len(_classes) >= _CLASS_CACHE_LIMIT:
+        try:
+            old_key, old = _classes.popitem(last=False)
+        except KeyError:  # another thread emptied it first
+            pass
+        else:
+            _in_use[old_key] = weakref.ref(old)
+            if len(_in_use) >= _in_use_sweep_at:
+                for dead in [k for k, r in list(_in_use.items()) if r() is None]:
+                    _in_use.pop(dead, None)
+                _in_use_sweep_at = max(_CACHE_LIMIT, 2 * len(_in_use))
+    _classes[key] = cls
+
+
+def _forget_class(key: tuple, cls: type) -> None:
+    """Drops `cls` from both tiers (its instructions changed: it no longer matches its key)."""
+    if _classes.get(key) is cls:
+        _classes.pop(key, None)
+    ref = _in_use.get(key)
+    if ref is not None and ref() is cls:
+        _in_use.pop(key, None)
 
 
 def _default_instructions(inputs: Any, outputs: Any) -> str:
@@ -138,8 +187,8 @@ class SignatureMeta(type(BaseModel)):  # type: ignore[misc]
     def instructions(cls, instructions: str) -> None:
         # A cached class is about to differ from its string: later calls must build a fresh one.
         key = cls.__dict__.get("__turbodspy_cache_key__")
-        if key is not None and _classes.get(key) is cls:
-            del _classes[key]
+        if key is not None:
+            _forget_class(key, cls)
         cls.__doc__ = instructions
 
     @property
@@ -402,34 +451,26 @@ def _from_string(
         # Strings whose types need nothing from the caller are cached under this short key only.
         short = (signature, instructions, name)
         try:
-            hit = _classes.get(short)
+            hit = _cached_class(short)
         except TypeError:  # unhashable instructions: build without the cache
             return _build(signature, _parse(signature), instructions, name, None, None)
         if hit is not None:
-            try:  # least recently used goes first
-                _classes.move_to_end(short)
-            except KeyError:  # another thread evicted it meanwhile
-                pass
             return hit
     parsed = _parse(signature)
     custom = custom_types
     if custom is None and caller is not None and parsed[4]:
         custom = find_in_frames(parsed[4], current_frame(caller + 1)) or None
     if custom_types is None and not parsed[4]:
-        key: tuple | None = (signature, instructions, name)
+        key: tuple | None = short
     else:
         # The class depends on what each name resolves to: the key holds those objects.
         custom_map = custom or {}
         key = (signature, instructions, name, bool(custom), tuple(custom_map.get(n, _MISSING) for n in parsed[2]))
         try:
-            hit = _classes.get(key)
+            hit = _cached_class(key)
         except TypeError:  # unhashable custom types
             key, hit = None, None
         if hit is not None:
-            try:
-                _classes.move_to_end(key)
-            except KeyError:
-                pass
             return hit
         if signature not in _parsed:
             if len(_parsed) >= _CACHE_LIMIT:
@@ -437,9 +478,7 @@ def _from_string(
             _parsed[signature] = parsed
     cls = _build(signature, parsed, instructions, name, custom, key)
     if key is not None:
-        if len(_classes) >= _CLASS_CACHE_LIMIT:
-            _evict_oldest(_classes)
-        _classes[key] = cls
+        _cache_class(key, cls)
     return cls
 
 
@@ -461,7 +500,7 @@ def _build(
     static_types = _static_types
     plain_static = _plain_static_types
     fields: dict[str, Any] = {}
-    annotations: list[Any] = []
+    annotations: dict[str, Any] = {}
     for role, group in (("input", inputs), ("output", outputs)):
         for field_name, prefix, text, tree, position in group:
             if field_name in _SHADOWED:
@@ -495,7 +534,7 @@ def _build(
                     if len(plain_static) >= _CACHE_LIMIT:
                         _evict_oldest(plain_static)
                     plain_static[text] = annotation
-            annotations.append(annotation)
+            annotations[field_name] = annotation
             if not fast:
                 continue
             if prefix is None:
@@ -511,11 +550,12 @@ def _build(
                 extra = {"__dspy_field_type": "output", "prefix": prefix, "desc": f"${{{field_name}}}"}
             fields[field_name] = model_field(annotation, extra)
     if fast:
-        return build.fast_class(SignatureMeta, Signature, name, _MODULE, instructions, fields, key)
+        return build.fast_class(SignatureMeta, Signature, name, _MODULE, instructions, fields, key, annotations)
     fixed: dict[str, tuple[Any, FieldInfo]] = {}
-    for field, annotation in zip(inputs, annotations, strict=False):
+    resolved = list(annotations.values())
+    for field, annotation in zip(inputs, resolved, strict=False):
         fixed[field[0]] = (annotation, InputField(IS_TYPE_UNDEFINED=field[3] is None))
-    for field, annotation in zip(outputs, annotations[len(inputs) :], strict=True):
+    for field, annotation in zip(outputs, resolved[len(inputs) :], strict=True):
         fixed[field[0]] = (annotation, OutputField())
     cls = _create(name, instructions, fixed)
     if key is not None:
