@@ -47,6 +47,19 @@ pub fn key_of_canonical(canonical: &[u8]) -> String {
     PREFIX_HASHER.with(|hasher| hasher.borrow_mut().sha256_hex(canonical))
 }
 
+/// [`key_of_canonical`] that keeps `canonical` as this thread's previous request without copying it:
+/// the buffer comes back empty (it holds the request before, for the caller to write the next one into).
+pub fn key_of_canonical_buffer(canonical: &mut Vec<u8>) -> [u8; 64] {
+    PREFIX_HASHER.with(|hasher| match hasher.try_borrow_mut() {
+        Ok(mut hasher) => hasher.sha256_hex_keeping(canonical),
+        Err(_) => {
+            let digest = hex(&Sha256::digest(&canonical[..]));
+            canonical.clear();
+            digest
+        }
+    })
+}
+
 thread_local! {
     static PREFIX_HASHER: RefCell<PrefixHasher> = RefCell::new(PrefixHasher::default());
 }
@@ -69,10 +82,37 @@ const KEEP_AT_MOST: usize = 256 * 1024;
 impl PrefixHasher {
     pub fn sha256_hex(&mut self, bytes: &[u8]) -> String {
         if bytes.len() > KEEP_AT_MOST {
-            self.previous = Vec::new();
-            self.resume = None;
+            self.forget();
             return sha256_hex(bytes);
         }
+        let digest = self.digest(bytes);
+        self.previous.clear();
+        self.previous.extend_from_slice(bytes);
+        hex_string(&hex(&digest))
+    }
+
+    /// Like [`PrefixHasher::sha256_hex`], but `bytes` becomes the kept input by a swap of buffers; `bytes`
+    /// is left empty, holding the previous input's allocation.
+    pub fn sha256_hex_keeping(&mut self, bytes: &mut Vec<u8>) -> [u8; 64] {
+        if bytes.len() > KEEP_AT_MOST {
+            self.forget();
+            let digest = hex(&Sha256::digest(&bytes[..]));
+            bytes.clear();
+            return digest;
+        }
+        let digest = hex(&self.digest(bytes));
+        std::mem::swap(&mut self.previous, bytes);
+        bytes.clear();
+        digest
+    }
+
+    fn forget(&mut self) {
+        self.previous = Vec::new();
+        self.resume = None;
+    }
+
+    /// SHA-256 of `bytes`, resuming from the kept state where `bytes` starts like the previous input.
+    fn digest(&mut self, bytes: &[u8]) -> [u8; 32] {
         let shared = common_prefix_len(&self.previous, bytes);
         let keep = shared / 64 * 64;
         let (mut hasher, done) = match &self.resume {
@@ -89,18 +129,28 @@ impl PrefixHasher {
             }
             hasher.update(&bytes[done..]);
         }
-        self.previous.clear();
-        self.previous.extend_from_slice(bytes);
-        hex(&hasher.finalize())
+        hasher.finalize().into()
     }
 }
 
 fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
     let limit = a.len().min(b.len());
+    let (a, b) = (&a[..limit], &b[..limit]);
+    if a == b {
+        return limit;
+    }
+    // Large blocks first (one memcmp each), then words, then the bytes of the word that differs.
     let mut i = 0;
-    // Whole blocks first (one memcmp each), then the bytes of the block that differs.
-    while i + 64 <= limit && a[i..i + 64] == b[i..i + 64] {
-        i += 64;
+    while i + 256 <= limit && a[i..i + 256] == b[i..i + 256] {
+        i += 256;
+    }
+    while i + 8 <= limit {
+        let word = |s: &[u8]| u64::from_le_bytes(s[i..i + 8].try_into().expect("eight bytes"));
+        let diff = word(a) ^ word(b);
+        if diff != 0 {
+            return i + (diff.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
     }
     while i < limit && a[i] == b[i] {
         i += 1;
@@ -109,16 +159,21 @@ fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
+    hex_string(&hex(&Sha256::digest(bytes)))
 }
 
-fn hex(digest: &[u8]) -> String {
-    let mut out = String::with_capacity(64);
-    for &byte in digest {
-        out.push(HEX[(byte >> 4) as usize] as char);
-        out.push(HEX[(byte & 0xf) as usize] as char);
+/// The 64 lowercase hex digits of a SHA-256 digest.
+fn hex(digest: &[u8]) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    for (pair, &byte) in out.chunks_exact_mut(2).zip(digest) {
+        pair[0] = HEX[(byte >> 4) as usize];
+        pair[1] = HEX[(byte & 0xf) as usize];
     }
     out
+}
+
+fn hex_string(digits: &[u8; 64]) -> String {
+    digits.iter().map(|&d| d as char).collect()
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -163,7 +218,9 @@ pub fn write_sorted_object<V, E>(
     mut write_value: impl FnMut(&V, &mut Vec<u8>) -> Result<(), E>,
 ) -> Result<(), E> {
     // Byte order of UTF-8 equals code point order, which is how orjson sorts keys.
-    members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    if !members.is_sorted_by(|a, b| key_order(a.0, b.0).is_le()) {
+        members.sort_unstable_by(|a, b| key_order(a.0, b.0));
+    }
     out.push(b'{');
     for (i, (key, value)) in members.iter().enumerate() {
         if i > 0 {
@@ -175,6 +232,18 @@ pub fn write_sorted_object<V, E>(
     }
     out.push(b'}');
     Ok(())
+}
+
+/// Byte order of keys, compared inline: keys are short and usually differ in their first bytes, where a
+/// `memcmp` call would cost more than the comparison.
+fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 /// JSON string escaping as orjson does it: only `"`, `\` and control characters are escaped;
