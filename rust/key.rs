@@ -297,10 +297,13 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// Whether any of 32 bytes needs escaping; four independent words, so the checks run side by side.
+/// Whether any of 32 bytes needs escaping.
 fn block_needs_escape(block: &[u8]) -> bool {
-    let word = |k: usize| u64::from_le_bytes(block[k..k + 8].try_into().expect("eight bytes"));
-    needs_escape(word(0)) | needs_escape(word(8)) | needs_escape(word(16)) | needs_escape(word(24))
+    let block: &[u8; 32] = block.try_into().expect("32 bytes");
+    // No early exit, so the compiler checks all 32 bytes in vector registers at once.
+    block
+        .iter()
+        .fold(false, |any, &b| any | (b < 0x20) | (b == b'"') | (b == b'\\'))
 }
 
 /// Whether any of the eight bytes of `word` is a control character, `"` or `\` (SWAR byte tests).
@@ -323,7 +326,14 @@ pub fn write_float(f: f64, out: &mut Vec<u8>) {
         return;
     }
     let mut buf = ryu::Buffer::new();
-    let (negative, digits, exp) = shortest_digits(buf.format_finite(f));
+    let text = buf.format_finite(f);
+    // ryu is positional for exactly the exponents orjson writes positionally (-5..16), and then both
+    // write the same text; only the scientific forms differ.
+    if !text.as_bytes().contains(&b'e') {
+        out.extend_from_slice(text.as_bytes());
+        return;
+    }
+    let (negative, digits, exp) = shortest_digits(text);
     if negative {
         out.push(b'-');
     }
