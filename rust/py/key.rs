@@ -54,7 +54,10 @@ pub fn request_key<'py>(
     let ignored = ignored_names(ignored)?;
     // The thread's buffer from the request before (taken, so a nested call could never share it).
     let mut buf = SCRATCH.with(|cell| cell.take());
-    let written = match request.cast::<PyDict>() {
+    let written = match request
+        .cast_exact::<PyDict>()
+        .or_else(|_| request.cast::<PyDict>())
+    {
         Ok(dict) => write_dict(dict, &mut buf, 0, &ignored, fn_identifier),
         Err(_) => write_value(request, &mut buf, 0),
     };
@@ -136,7 +139,9 @@ fn write_dict(
 type Entry<'py> = (Bound<'py, PyString>, Bound<'py, PyAny>);
 
 fn string_key(key: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyString>> {
-    key.cast_into::<PyString>()
+    // The exact check is a pointer comparison; the subclass check is a call into the interpreter.
+    key.cast_into_exact::<PyString>()
+        .or_else(|e| e.into_inner().cast_into::<PyString>())
         .map_err(|_| UnsupportedValueError::new_err("Dict key must be str"))
 }
 
