@@ -136,9 +136,6 @@ impl PrefixHasher {
 fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
     let limit = a.len().min(b.len());
     let (a, b) = (&a[..limit], &b[..limit]);
-    if a == b {
-        return limit;
-    }
     // Large blocks first (one memcmp each), then words, then the bytes of the word that differs.
     let mut i = 0;
     while i + 256 <= limit && a[i..i + 256] == b[i..i + 256] {
@@ -301,9 +298,9 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
 fn block_needs_escape(block: &[u8]) -> bool {
     let block: &[u8; 32] = block.try_into().expect("32 bytes");
     // No early exit, so the compiler checks all 32 bytes in vector registers at once.
-    block
-        .iter()
-        .fold(false, |any, &b| any | (b < 0x20) | (b == b'"') | (b == b'\\'))
+    block.iter().fold(false, |any, &b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
 }
 
 /// Whether any of the eight bytes of `word` is a control character, `"` or `\` (SWAR byte tests).
@@ -323,6 +320,9 @@ fn needs_escape(word: u64) -> bool {
 pub fn write_float(f: f64, out: &mut Vec<u8>) {
     if !f.is_finite() {
         out.extend_from_slice(b"null");
+        return;
+    }
+    if write_tenths(f, out) {
         return;
     }
     let mut buf = ryu::Buffer::new();
@@ -366,6 +366,30 @@ pub fn write_float(f: f64, out: &mut Vec<u8>) {
         }
         out.extend_from_slice(itoa::Buffer::new().format(exp).as_bytes());
     }
+}
+
+/// Writes `f` as `d.d` when it is a whole number of tenths (a temperature, a top_p), without the general
+/// shortest-digits search; returns false, having written nothing, for any other value.
+///
+/// `t / 10.0` is the double nearest to t/10, so the text `t/10` reads back as `f`; below 1e9 doubles are
+/// far closer together than 0.1, so no other text of as few digits does, and this is the shortest form.
+fn write_tenths(f: f64, out: &mut Vec<u8>) -> bool {
+    if f.is_nan() || f.abs() >= 1e9 {
+        return false;
+    }
+    let tenths = (f * 10.0).round();
+    if tenths / 10.0 != f || tenths % 10.0 == 0.0 {
+        return false;
+    }
+    let tenths = tenths as i64;
+    if tenths < 0 {
+        out.push(b'-');
+    }
+    let magnitude = tenths.unsigned_abs();
+    out.extend_from_slice(itoa::Buffer::new().format(magnitude / 10).as_bytes());
+    out.push(b'.');
+    out.push(b'0' + (magnitude % 10) as u8);
+    true
 }
 
 /// Splits ryu's output into sign, significant digits (no leading or trailing zeros, at least
@@ -431,6 +455,30 @@ mod tests {
         for (value, expected) in cases {
             assert_eq!(float_text(value), expected, "{value:e}");
         }
+    }
+
+    #[test]
+    fn tenths_are_written_as_ryu_writes_them() {
+        // ryu's positional text is orjson's (the hypothesis test in tests/ checks that against orjson).
+        let values = (-200_000..200_000)
+            .map(|t| t as f64 / 10.0)
+            .chain((0..2000).map(|k| 999_999_900.0 + k as f64 / 10.0))
+            .chain([0.1 + 0.2, 0.7 * 3.0, 1.0 / 3.0, 1e-7, 123456.78, -0.0]);
+        let mut taken = 0;
+        for f in values {
+            let mut fast = Vec::new();
+            if write_tenths(f, &mut fast) {
+                taken += 1;
+                assert_eq!(
+                    fast,
+                    ryu::Buffer::new().format_finite(f).as_bytes(),
+                    "{f:e}"
+                );
+            } else {
+                assert!(fast.is_empty());
+            }
+        }
+        assert!(taken > 300_000, "only {taken} values took the short path");
     }
 
     #[test]

@@ -33,7 +33,7 @@ thread_local! {
 }
 
 /// A thread keeps its buffer only up to this size; a huge request's buffer is freed after use.
-const KEEP_SCRATCH_BYTES: usize = 512 * 1024;
+const KEEP_SCRATCH_BYTES: usize = 256 * 1024;
 
 /// Dicts of up to this many members are collected on the stack rather than in a `Vec`.
 const INLINE_MEMBERS: usize = 8;
