@@ -246,9 +246,17 @@ fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
 /// JSON string escaping as orjson does it: only `"`, `\` and control characters are escaped;
 /// everything else, non-ASCII included, is written as UTF-8.
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
+    let bytes = s.as_bytes();
+    // Keys and short values ("role", "user", a model name) are clean: one check, one copy.
+    if bytes.len() < 32 && !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     out.reserve(s.len() + 2);
     out.push(b'"');
-    let bytes = s.as_bytes();
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
@@ -297,10 +305,15 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
 /// Whether any of 32 bytes needs escaping.
 fn block_needs_escape(block: &[u8]) -> bool {
     let block: &[u8; 32] = block.try_into().expect("32 bytes");
-    // No early exit, so the compiler checks all 32 bytes in vector registers at once.
-    block.iter().fold(false, |any, &b| {
-        any | (b < 0x20) | (b == b'"') | (b == b'\\')
-    })
+    // A byte needs escaping when one of these is zero: its excess over 0x1f, its xor with `"`, its xor
+    // with `\`. The minimum over the block (no early exit) compiles to saturating subtracts and minimums
+    // on whole vector registers.
+    block.iter().fold(u8::MAX, |least, &b| {
+        least
+            .min(b.saturating_sub(0x1f))
+            .min(b ^ b'"')
+            .min(b ^ b'\\')
+    }) == 0
 }
 
 /// Whether any of the eight bytes of `word` is a control character, `"` or `\` (SWAR byte tests).
