@@ -47,6 +47,19 @@ pub fn key_of_canonical(canonical: &[u8]) -> String {
     PREFIX_HASHER.with(|hasher| hasher.borrow_mut().sha256_hex(canonical))
 }
 
+/// [`key_of_canonical`] that keeps `canonical` as this thread's previous request without copying it:
+/// the buffer comes back empty (it holds the request before, for the caller to write the next one into).
+pub fn key_of_canonical_buffer(canonical: &mut Vec<u8>) -> [u8; 64] {
+    PREFIX_HASHER.with(|hasher| match hasher.try_borrow_mut() {
+        Ok(mut hasher) => hasher.sha256_hex_keeping(canonical),
+        Err(_) => {
+            let digest = hex(&Sha256::digest(&canonical[..]));
+            canonical.clear();
+            digest
+        }
+    })
+}
+
 thread_local! {
     static PREFIX_HASHER: RefCell<PrefixHasher> = RefCell::new(PrefixHasher::default());
 }
@@ -69,10 +82,37 @@ const KEEP_AT_MOST: usize = 256 * 1024;
 impl PrefixHasher {
     pub fn sha256_hex(&mut self, bytes: &[u8]) -> String {
         if bytes.len() > KEEP_AT_MOST {
-            self.previous = Vec::new();
-            self.resume = None;
+            self.forget();
             return sha256_hex(bytes);
         }
+        let digest = self.digest(bytes);
+        self.previous.clear();
+        self.previous.extend_from_slice(bytes);
+        hex_string(&hex(&digest))
+    }
+
+    /// Like [`PrefixHasher::sha256_hex`], but `bytes` becomes the kept input by a swap of buffers; `bytes`
+    /// is left empty, holding the previous input's allocation.
+    pub fn sha256_hex_keeping(&mut self, bytes: &mut Vec<u8>) -> [u8; 64] {
+        if bytes.len() > KEEP_AT_MOST {
+            self.forget();
+            let digest = hex(&Sha256::digest(&bytes[..]));
+            bytes.clear();
+            return digest;
+        }
+        let digest = hex(&self.digest(bytes));
+        std::mem::swap(&mut self.previous, bytes);
+        bytes.clear();
+        digest
+    }
+
+    fn forget(&mut self) {
+        self.previous = Vec::new();
+        self.resume = None;
+    }
+
+    /// SHA-256 of `bytes`, resuming from the kept state where `bytes` starts like the previous input.
+    fn digest(&mut self, bytes: &[u8]) -> [u8; 32] {
         let shared = common_prefix_len(&self.previous, bytes);
         let keep = shared / 64 * 64;
         let (mut hasher, done) = match &self.resume {
@@ -89,18 +129,25 @@ impl PrefixHasher {
             }
             hasher.update(&bytes[done..]);
         }
-        self.previous.clear();
-        self.previous.extend_from_slice(bytes);
-        hex(&hasher.finalize())
+        hasher.finalize().into()
     }
 }
 
 fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
     let limit = a.len().min(b.len());
+    let (a, b) = (&a[..limit], &b[..limit]);
+    // Large blocks first (one memcmp each), then words, then the bytes of the word that differs.
     let mut i = 0;
-    // Whole blocks first (one memcmp each), then the bytes of the block that differs.
-    while i + 64 <= limit && a[i..i + 64] == b[i..i + 64] {
-        i += 64;
+    while i + 256 <= limit && a[i..i + 256] == b[i..i + 256] {
+        i += 256;
+    }
+    while i + 8 <= limit {
+        let word = |s: &[u8]| u64::from_le_bytes(s[i..i + 8].try_into().expect("eight bytes"));
+        let diff = word(a) ^ word(b);
+        if diff != 0 {
+            return i + (diff.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
     }
     while i < limit && a[i] == b[i] {
         i += 1;
@@ -109,16 +156,21 @@ fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
+    hex_string(&hex(&Sha256::digest(bytes)))
 }
 
-fn hex(digest: &[u8]) -> String {
-    let mut out = String::with_capacity(64);
-    for &byte in digest {
-        out.push(HEX[(byte >> 4) as usize] as char);
-        out.push(HEX[(byte & 0xf) as usize] as char);
+/// The 64 lowercase hex digits of a SHA-256 digest.
+fn hex(digest: &[u8]) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    for (pair, &byte) in out.chunks_exact_mut(2).zip(digest) {
+        pair[0] = HEX[(byte >> 4) as usize];
+        pair[1] = HEX[(byte & 0xf) as usize];
     }
     out
+}
+
+fn hex_string(digits: &[u8; 64]) -> String {
+    digits.iter().map(|&d| d as char).collect()
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -163,7 +215,9 @@ pub fn write_sorted_object<V, E>(
     mut write_value: impl FnMut(&V, &mut Vec<u8>) -> Result<(), E>,
 ) -> Result<(), E> {
     // Byte order of UTF-8 equals code point order, which is how orjson sorts keys.
-    members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    if !members.is_sorted_by(|a, b| key_order(a.0, b.0).is_le()) {
+        members.sort_unstable_by(|a, b| key_order(a.0, b.0));
+    }
     out.push(b'{');
     for (i, (key, value)) in members.iter().enumerate() {
         if i > 0 {
@@ -177,12 +231,32 @@ pub fn write_sorted_object<V, E>(
     Ok(())
 }
 
+/// Byte order of keys, compared inline: keys are short and usually differ in their first bytes, where a
+/// `memcmp` call would cost more than the comparison.
+fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
 /// JSON string escaping as orjson does it: only `"`, `\` and control characters are escaped;
 /// everything else, non-ASCII included, is written as UTF-8.
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
+    let bytes = s.as_bytes();
+    // Keys and short values ("role", "user", a model name) are clean: one check, one copy.
+    if bytes.len() < 32 && !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     out.reserve(s.len() + 2);
     out.push(b'"');
-    let bytes = s.as_bytes();
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
@@ -228,10 +302,18 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// Whether any of 32 bytes needs escaping; four independent words, so the checks run side by side.
+/// Whether any of 32 bytes needs escaping.
 fn block_needs_escape(block: &[u8]) -> bool {
-    let word = |k: usize| u64::from_le_bytes(block[k..k + 8].try_into().expect("eight bytes"));
-    needs_escape(word(0)) | needs_escape(word(8)) | needs_escape(word(16)) | needs_escape(word(24))
+    let block: &[u8; 32] = block.try_into().expect("32 bytes");
+    // A byte needs escaping when one of these is zero: its excess over 0x1f, its xor with `"`, its xor
+    // with `\`. The minimum over the block (no early exit) compiles to saturating subtracts and minimums
+    // on whole vector registers.
+    block.iter().fold(u8::MAX, |least, &b| {
+        least
+            .min(b.saturating_sub(0x1f))
+            .min(b ^ b'"')
+            .min(b ^ b'\\')
+    }) == 0
 }
 
 /// Whether any of the eight bytes of `word` is a control character, `"` or `\` (SWAR byte tests).
@@ -253,8 +335,18 @@ pub fn write_float(f: f64, out: &mut Vec<u8>) {
         out.extend_from_slice(b"null");
         return;
     }
+    if write_tenths(f, out) {
+        return;
+    }
     let mut buf = ryu::Buffer::new();
-    let (negative, digits, exp) = shortest_digits(buf.format_finite(f));
+    let text = buf.format_finite(f);
+    // ryu is positional for exactly the exponents orjson writes positionally (-5..16), and then both
+    // write the same text; only the scientific forms differ.
+    if !text.as_bytes().contains(&b'e') {
+        out.extend_from_slice(text.as_bytes());
+        return;
+    }
+    let (negative, digits, exp) = shortest_digits(text);
     if negative {
         out.push(b'-');
     }
@@ -287,6 +379,30 @@ pub fn write_float(f: f64, out: &mut Vec<u8>) {
         }
         out.extend_from_slice(itoa::Buffer::new().format(exp).as_bytes());
     }
+}
+
+/// Writes `f` as `d.d` when it is a whole number of tenths (a temperature, a top_p), without the general
+/// shortest-digits search; returns false, having written nothing, for any other value.
+///
+/// `t / 10.0` is the double nearest to t/10, so the text `t/10` reads back as `f`; below 1e9 doubles are
+/// far closer together than 0.1, so no other text of as few digits does, and this is the shortest form.
+fn write_tenths(f: f64, out: &mut Vec<u8>) -> bool {
+    if f.is_nan() || f.abs() >= 1e9 {
+        return false;
+    }
+    let tenths = (f * 10.0).round();
+    if tenths / 10.0 != f || tenths % 10.0 == 0.0 {
+        return false;
+    }
+    let tenths = tenths as i64;
+    if tenths < 0 {
+        out.push(b'-');
+    }
+    let magnitude = tenths.unsigned_abs();
+    out.extend_from_slice(itoa::Buffer::new().format(magnitude / 10).as_bytes());
+    out.push(b'.');
+    out.push(b'0' + (magnitude % 10) as u8);
+    true
 }
 
 /// Splits ryu's output into sign, significant digits (no leading or trailing zeros, at least
@@ -352,6 +468,30 @@ mod tests {
         for (value, expected) in cases {
             assert_eq!(float_text(value), expected, "{value:e}");
         }
+    }
+
+    #[test]
+    fn tenths_are_written_as_ryu_writes_them() {
+        // ryu's positional text is orjson's (the hypothesis test in tests/ checks that against orjson).
+        let values = (-200_000..200_000)
+            .map(|t| t as f64 / 10.0)
+            .chain((0..2000).map(|k| 999_999_900.0 + k as f64 / 10.0))
+            .chain([0.1 + 0.2, 0.7 * 3.0, 1.0 / 3.0, 1e-7, 123456.78, -0.0]);
+        let mut taken = 0;
+        for f in values {
+            let mut fast = Vec::new();
+            if write_tenths(f, &mut fast) {
+                taken += 1;
+                assert_eq!(
+                    fast,
+                    ryu::Buffer::new().format_finite(f).as_bytes(),
+                    "{f:e}"
+                );
+            } else {
+                assert!(fast.is_empty());
+            }
+        }
+        assert!(taken > 300_000, "only {taken} values took the short path");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Python values are written straight into the canonical bytes (no intermediate tree, no string copies);
 //! only the hashing of a large request runs without the GIL.
 
-use crate::key::{key_of_canonical, write_float, write_sorted_object, write_str};
+use crate::key::{key_of_canonical_buffer, write_float, write_sorted_object, write_str};
 use pyo3::create_exception;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -28,7 +28,15 @@ thread_local! {
     /// The last `ignored` tuple and its strings: callers pass the same constant tuple every time, and a
     /// tuple cannot change, so its strings are read once (the strong reference keeps its identity unique).
     static IGNORED: RefCell<Option<IgnoredNames>> = const { RefCell::new(None) };
+    /// The buffer each request is written into, reused (it trades places with the hasher's kept request).
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
+
+/// A thread keeps its buffer only up to this size; a huge request's buffer is freed after use.
+const KEEP_SCRATCH_BYTES: usize = 256 * 1024;
+
+/// Dicts of up to this many members are collected on the stack rather than in a `Vec`.
+const INLINE_MEMBERS: usize = 8;
 
 /// An `ignored` tuple (kept alive, so its address identifies it) and the names it holds.
 type IgnoredNames = (Py<PyTuple>, Rc<[String]>);
@@ -37,23 +45,38 @@ type IgnoredNames = (Py<PyTuple>, Rc<[String]>);
 /// which spares the caller a copy of the request dict.
 #[pyfunction]
 #[pyo3(signature = (request, ignored=None, fn_identifier=None))]
-pub fn request_key(
-    py: Python<'_>,
-    request: &Bound<'_, PyAny>,
-    ignored: Option<&Bound<'_, PyAny>>,
+pub fn request_key<'py>(
+    py: Python<'py>,
+    request: &Bound<'py, PyAny>,
+    ignored: Option<&Bound<'py, PyAny>>,
     fn_identifier: Option<&str>,
-) -> PyResult<String> {
+) -> PyResult<Bound<'py, PyString>> {
     let ignored = ignored_names(ignored)?;
-    let mut buf = Vec::with_capacity(2048);
-    match request.cast::<PyDict>() {
-        Ok(dict) => write_dict(dict, &mut buf, 0, &ignored, fn_identifier)?,
-        Err(_) => write_value(request, &mut buf, 0)?,
+    // The thread's buffer from the request before (taken, so a nested call could never share it).
+    let mut buf = SCRATCH.with(|cell| cell.take());
+    let written = match request
+        .cast_exact::<PyDict>()
+        .or_else(|_| request.cast::<PyDict>())
+    {
+        Ok(dict) => write_dict(dict, &mut buf, 0, &ignored, fn_identifier),
+        Err(_) => write_value(request, &mut buf, 0),
+    };
+    let digest = written.map(|()| {
+        if buf.len() > DETACH_ABOVE_BYTES {
+            py.detach(|| key_of_canonical_buffer(&mut buf))
+        } else {
+            key_of_canonical_buffer(&mut buf)
+        }
+    });
+    buf.clear();
+    if buf.capacity() <= KEEP_SCRATCH_BYTES {
+        SCRATCH.with(|cell| cell.replace(buf));
     }
-    if buf.len() > DETACH_ABOVE_BYTES {
-        Ok(py.detach(|| key_of_canonical(&buf)))
-    } else {
-        Ok(key_of_canonical(&buf))
-    }
+    let digest = digest?;
+    Ok(PyString::new(
+        py,
+        std::str::from_utf8(&digest).expect("hex digits are ASCII"),
+    ))
 }
 
 fn ignored_names(ignored: Option<&Bound<'_, PyAny>>) -> PyResult<Rc<[String]>> {
@@ -83,28 +106,76 @@ fn write_dict(
     ignored: &[String],
     fn_identifier: Option<&str>,
 ) -> PyResult<()> {
-    let items: Vec<(Bound<'_, PyString>, Bound<'_, PyAny>)> = dict
-        .iter()
-        .map(|(k, v)| {
-            k.cast_into::<PyString>()
-                .map(|k| (k, v))
-                .map_err(|_| UnsupportedValueError::new_err("Dict key must be str"))
-        })
-        .collect::<PyResult<_>>()?;
-    let mut members: Vec<(&str, Member)> = Vec::with_capacity(items.len() + 1);
-    for (key, value) in &items {
+    if dict.len() <= INLINE_MEMBERS {
+        let mut entries: [Option<Entry<'_>>; INLINE_MEMBERS] = [const { None }; INLINE_MEMBERS];
+        let mut count = 0;
+        for (key, value) in dict.iter() {
+            let slot = entries.get_mut(count).ok_or_else(|| {
+                UnsupportedValueError::new_err("dict changed size while it was read")
+            })?;
+            *slot = Some((string_key(key)?, value));
+            count += 1;
+        }
+        let mut members = [("", Member::Text("")); INLINE_MEMBERS + 1];
+        let kept = collect_members(
+            entries[..count].iter().flatten(),
+            &mut members,
+            ignored,
+            fn_identifier,
+        )?;
+        write_members(&mut members[..kept], out, depth)
+    } else {
+        let entries = dict
+            .iter()
+            .map(|(key, value)| Ok((string_key(key)?, value)))
+            .collect::<PyResult<Vec<Entry<'_>>>>()?;
+        let mut members = vec![("", Member::Text("")); entries.len() + 1];
+        let kept = collect_members(entries.iter(), &mut members, ignored, fn_identifier)?;
+        write_members(&mut members[..kept], out, depth)
+    }
+}
+
+/// A dict member as read: its key (checked to be a str) and its value.
+type Entry<'py> = (Bound<'py, PyString>, Bound<'py, PyAny>);
+
+fn string_key(key: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyString>> {
+    // The exact check is a pointer comparison; the subclass check is a call into the interpreter.
+    key.cast_into_exact::<PyString>()
+        .or_else(|e| e.into_inner().cast_into::<PyString>())
+        .map_err(|_| UnsupportedValueError::new_err("Dict key must be str"))
+}
+
+/// Fills `members` with the entries that are not ignored, plus `_fn_identifier`; returns how many.
+fn collect_members<'a, 'py: 'a>(
+    entries: impl Iterator<Item = &'a Entry<'py>>,
+    members: &mut [(&'a str, Member<'a, 'py>)],
+    ignored: &[String],
+    fn_identifier: Option<&'a str>,
+) -> PyResult<usize> {
+    let mut kept = 0;
+    for (key, value) in entries {
         let key = key.to_str()?;
         if ignored.iter().any(|name| name == key)
             || (fn_identifier.is_some() && key == "_fn_identifier")
         {
             continue;
         }
-        members.push((key, Member::Value(value)));
+        members[kept] = (key, Member::Value(value));
+        kept += 1;
     }
     if let Some(identifier) = fn_identifier {
-        members.push(("_fn_identifier", Member::Text(identifier)));
+        members[kept] = ("_fn_identifier", Member::Text(identifier));
+        kept += 1;
     }
-    write_sorted_object(&mut members, out, |member, out| match member {
+    Ok(kept)
+}
+
+fn write_members(
+    members: &mut [(&str, Member<'_, '_>)],
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> PyResult<()> {
+    write_sorted_object(members, out, |member, out| match member {
         Member::Value(value) => write_value(value, out, depth + 1),
         Member::Text(text) => {
             write_str(text, out);
@@ -113,6 +184,7 @@ fn write_dict(
     })
 }
 
+#[derive(Clone, Copy)]
 enum Member<'a, 'py> {
     Value(&'a Bound<'py, PyAny>),
     Text(&'a str),
@@ -124,23 +196,27 @@ fn write_value(value: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> PyR
             "request nests deeper than 128 levels",
         ));
     }
-    if let Ok(s) = value.cast::<PyString>() {
+    // Exact types first, most frequent first: one pointer comparison each.
+    if let Ok(s) = value.cast_exact::<PyString>() {
         write_str(s.to_str()?, out);
+    } else if let Ok(d) = value.cast_exact::<PyDict>() {
+        write_dict(d, out, depth, &[], None)?;
+    } else if let Ok(l) = value.cast_exact::<PyList>() {
+        write_array(l.iter(), out, depth)?;
+    } else if let Ok(i) = value.cast_exact::<PyInt>() {
+        write_int(i, out)?;
+    } else if let Ok(f) = value.cast_exact::<PyFloat>() {
+        write_float(f.value(), out);
     } else if value.is_none() {
         out.extend_from_slice(b"null");
+    } else if let Ok(s) = value.cast::<PyString>() {
+        // Subclasses (str enums and the like) are written as their base type, as orjson does.
+        write_str(s.to_str()?, out);
     } else if let Ok(b) = value.cast::<PyBool>() {
         // bool before int: Python's bool is an int subclass.
         out.extend_from_slice(if b.is_true() { b"true" } else { b"false" });
     } else if let Ok(i) = value.cast::<PyInt>() {
-        if let Ok(v) = i.extract::<i64>() {
-            out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-        } else if let Ok(v) = i.extract::<u64>() {
-            out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-        } else {
-            return Err(UnsupportedValueError::new_err(
-                "Integer exceeds 64-bit range",
-            ));
-        }
+        write_int(i, out)?;
     } else if let Ok(f) = value.cast::<PyFloat>() {
         write_float(f.value(), out);
     } else if let Ok(d) = value.cast::<PyDict>() {
@@ -154,6 +230,19 @@ fn write_value(value: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> PyR
             "Type is not JSON serializable: {}",
             value.get_type().name()?
         )));
+    }
+    Ok(())
+}
+
+fn write_int(i: &Bound<'_, PyInt>, out: &mut Vec<u8>) -> PyResult<()> {
+    if let Ok(v) = i.extract::<i64>() {
+        out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+    } else if let Ok(v) = i.extract::<u64>() {
+        out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+    } else {
+        return Err(UnsupportedValueError::new_err(
+            "Integer exceeds 64-bit range",
+        ));
     }
     Ok(())
 }

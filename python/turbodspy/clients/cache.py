@@ -23,6 +23,9 @@ from turbodspy import _core
 
 logger = logging.getLogger(__name__)
 
+# Bound once: `cache_key` runs for every LM call, and a module attribute lookup is a measurable part of it.
+_request_key = _core.request_key
+
 IGNORED_KEY_ARGS = ("api_key", "api_base", "base_url")
 DEFAULT_MEMORY_MAX_BYTES = 1024**3
 
@@ -79,7 +82,7 @@ class Cache:
         """
         ignored = ignored_args_for_cache_key or ()
         try:
-            return _core.request_key(request, ignored, fn_identifier)
+            return _request_key(request, ignored, fn_identifier)
         except _core.UnsupportedValueError:
             # Pydantic models and callables get DSPy's treatment before hashing.
             transformed = {k: _transform_value(v) for k, v in request.items() if k not in ignored}
