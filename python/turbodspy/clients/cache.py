@@ -67,6 +67,10 @@ class Cache:
         self._lock = threading.Lock()
         self.disk = _open_disk_tier(self.disk_cache_dir, disk_size_limit_bytes) if enable_disk_cache else None
         self.enabled = self.enable_memory_cache or self.disk is not None
+        if type(self).cache_key is Cache.cache_key:
+            # The same function as one native call (a batch keys every request; the Python frame costs
+            # as much as the key of a small one). A subclass that overrides `cache_key` keeps its own.
+            self.cache_key = _core.RequestKeyer(_transformed_request)
 
     # -- keys ---------------------------------------------------------------------------------------------------
 
@@ -84,9 +88,7 @@ class Cache:
         try:
             return _request_key(request, ignored, fn_identifier)
         except _core.UnsupportedValueError:
-            # Pydantic models and callables get DSPy's treatment before hashing.
-            transformed = {k: _transform_value(v) for k, v in request.items() if k not in ignored}
-            return _core.request_key(transformed, (), fn_identifier)
+            return _core.request_key(_transformed_request(request, ignored), (), fn_identifier)
 
     # -- the fast path used by the LM layer ---------------------------------------------------------------------
 
@@ -231,6 +233,11 @@ def _is_json_native(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def _transformed_request(request: dict[str, Any], ignored: Any) -> dict[str, Any]:
+    """The request with pydantic models and callables given DSPy's treatment, ignored args left out."""
+    return {k: _transform_value(v) for k, v in request.items() if k not in ignored}
 
 
 def _transform_value(value: Any) -> Any:
