@@ -24,6 +24,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.py().get_type::<key::UnsupportedValueError>(),
     )?;
     m.add_class::<store::DiskStore>()?;
+    m.add_class::<store::StoredRecord>()?;
     m.add_function(wrap_pyfunction!(signature::parse_signature, m)?)?;
     m.add_function(wrap_pyfunction!(signature::signature_error, m)?)?;
     m.add_function(wrap_pyfunction!(signature::infer_ascii_prefix, m)?)?;

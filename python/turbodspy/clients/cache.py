@@ -31,14 +31,31 @@ DEFAULT_MEMORY_MAX_BYTES = 1024**3
 
 
 class CacheEntry:
-    """One cached record, plus whatever a reader derived from it once (so later hits skip the work)."""
+    """One cached record, plus whatever a reader derived from it once (so later hits skip the work).
 
-    __slots__ = ("derived", "record", "size")
+    A record read from disk stays a `StoredRecord` (checked, not decoded) until someone asks for all of it:
+    an LM hit needs only a few of its members.
+    """
+
+    __slots__ = ("_record", "derived", "size")
 
     def __init__(self, record: Any, size: int):
-        self.record = record
+        self._record = record
         self.size = size
         self.derived: Any = None
+
+    @property
+    def record(self) -> Any:
+        record = self._record
+        if type(record) is _core.StoredRecord:
+            record = self._record = record.decode()
+        return record
+
+    @property
+    def stored(self) -> Any:
+        """The undecoded `StoredRecord` this entry came from disk as, or None."""
+        record = self._record
+        return record if type(record) is _core.StoredRecord else None
 
 
 class Cache:
@@ -105,7 +122,7 @@ class Cache:
                     pass
                 return entry
         if self.disk is not None:
-            found = self.disk.get_sized(key)
+            found = self.disk.get_stored(key)
             if found is not None:
                 return self._remember(key, *found)
         return None

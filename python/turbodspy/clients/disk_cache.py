@@ -164,6 +164,17 @@ class DiskCache:
             return None
         return found if found is not None and isinstance(found[0], dict) else None
 
+    def get_stored(self, key: str) -> tuple[Any, int] | None:
+        """`(StoredRecord, size in bytes on disk)` for `key`, or None: checked, decoded only when asked."""
+        store = self._store or self._get_store()
+        if store is None:
+            return None
+        try:
+            return store.get_stored(key)
+        except OSError as e:
+            self._disable(self._reason(e))
+            return None
+
     def put(self, key: str, record: dict[str, Any]) -> None:
         """Stores `record` under `key`. I/O problems warn once and turn writes off; they never raise.
 
