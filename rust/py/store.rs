@@ -100,9 +100,15 @@ impl DiskStore {
         self.lookup(py, key, true)
     }
 
-    /// `(StoredRecord, encoded size in bytes)` for `key`, or None: the record checked but not yet decoded,
-    /// so a reader that needs a few members pays for those only.
-    fn get_stored(&self, py: Python<'_>, key: &str) -> PyResult<Option<(StoredRecord, usize)>> {
+    /// `(StoredRecord, encoded size in bytes, values of the named top-level members)` for `key`, or None:
+    /// the record checked whole, decoded only as far as the members asked for (None for any not present).
+    #[pyo3(signature = (key, members=None))]
+    fn get_stored<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+        members: Option<&Bound<'py, PyTuple>>,
+    ) -> PyResult<Option<(StoredRecord, usize, Bound<'py, PyTuple>)>> {
         let Some(found) = self.find(py, key, true)? else {
             return Ok(None);
         };
@@ -110,13 +116,15 @@ impl DiskStore {
         if value::validate(&found.value).is_err() {
             return Ok(None);
         }
-        let size = found.value.len();
-        Ok(Some((
-            StoredRecord {
-                bytes: found.value.into_boxed_slice(),
-            },
-            size,
-        )))
+        let record = StoredRecord {
+            bytes: found.value.into_boxed_slice(),
+        };
+        let values = match members {
+            Some(names) => record.members(py, names)?,
+            None => PyTuple::empty(py),
+        };
+        let size = record.bytes.len();
+        Ok(Some((record, size, values)))
     }
 
     /// Like `get` but not counted in the statistics (for export and inspection).

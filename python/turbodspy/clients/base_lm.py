@@ -264,11 +264,11 @@ class BaseLM:
 
     def _derive(self, entry: CacheEntry, merged: dict) -> _Derived:
         """What every hit on `entry` hands out, worked out by its first hit."""
-        stored = entry.stored
-        if stored is not None:
-            outputs, cost, response_model = stored.members(_HIT_MEMBERS)
+        leading = entry.leading
+        if leading is not None:
+            outputs, cost, response_model = leading
             if isinstance(outputs, list):  # records written before outputs were kept lack them
-                return _Derived(CachedResponse(None, cost, stored), response_model, cost, outputs)
+                return _Derived(CachedResponse(None, cost, entry.stored), response_model, cost, outputs)
         record = entry.record
         data, cost = record["response"], record.get("cost")
         # Outputs from the plain data, not through the view.
@@ -416,10 +416,6 @@ def _observed(fn: Any) -> Any:
 
         wrapped = _observed_cache[fn] = with_callbacks(fn)
     return wrapped
-
-
-# The record members a hit reads from a stored record, without decoding its response.
-_HIT_MEMBERS = ("outputs", "cost", "response_model")
 
 
 class _Derived:

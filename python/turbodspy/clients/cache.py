@@ -30,18 +30,23 @@ IGNORED_KEY_ARGS = ("api_key", "api_base", "base_url")
 DEFAULT_MEMORY_MAX_BYTES = 1024**3
 
 
+# The leading members of an LM call's record: all a hit needs, read from disk without decoding the rest.
+LM_HIT_MEMBERS = ("outputs", "cost", "response_model")
+
+
 class CacheEntry:
     """One cached record, plus whatever a reader derived from it once (so later hits skip the work).
 
-    A record read from disk stays a `StoredRecord` (checked, not decoded) until someone asks for all of it:
-    an LM hit needs only a few of its members.
+    A record read from disk stays a `StoredRecord` (checked, not decoded) until someone asks for all of it;
+    `leading` then holds the values of its `LM_HIT_MEMBERS`, all an LM hit needs.
     """
 
-    __slots__ = ("_record", "derived", "size")
+    __slots__ = ("_record", "derived", "leading", "size")
 
-    def __init__(self, record: Any, size: int):
+    def __init__(self, record: Any, size: int, leading: tuple | None = None):
         self._record = record
         self.size = size
+        self.leading = leading
         self.derived: Any = None
 
     @property
@@ -122,7 +127,7 @@ class Cache:
                     pass
                 return entry
         if self.disk is not None:
-            found = self.disk.get_stored(key)
+            found = self.disk.get_stored(key, LM_HIT_MEMBERS)
             if found is not None:
                 return self._remember(key, *found)
         return None
@@ -139,22 +144,27 @@ class Cache:
             return self._remember(key, record, size)
         return CacheEntry(record, size)
 
-    def _remember(self, key: str, record: Any, size: int) -> CacheEntry:
-        entry = CacheEntry(record, size)
+    def _remember(self, key: str, record: Any, size: int, leading: tuple | None = None) -> CacheEntry:
+        entry = CacheEntry(record, size, leading)
         if not self.enable_memory_cache:
             return entry
+        memory = self._memory
         with self._lock:
-            previous = self._memory.pop(key, None)
+            previous = memory.pop(key, None)
             if previous is not None:
                 self._memory_bytes -= previous.size
-            self._memory[key] = entry
+            memory[key] = entry
             self._memory_bytes += size
-            while self._memory and (
-                len(self._memory) > self.memory_max_entries or self._memory_bytes > self.memory_max_bytes
-            ):
-                _, evicted = self._memory.popitem(last=False)
-                self._memory_bytes -= evicted.size
+            if len(memory) > self.memory_max_entries or self._memory_bytes > self.memory_max_bytes:
+                self._evict_oldest()
         return entry
+
+    def _evict_oldest(self) -> None:
+        """Drop least recently used entries until both bounds hold (the caller holds the lock)."""
+        memory = self._memory
+        while memory and (len(memory) > self.memory_max_entries or self._memory_bytes > self.memory_max_bytes):
+            _, evicted = memory.popitem(last=False)
+            self._memory_bytes -= evicted.size
 
     # -- DSPy's generic API (request dicts in, values out) ------------------------------------------------------
 

@@ -164,13 +164,14 @@ class DiskCache:
             return None
         return found if found is not None and isinstance(found[0], dict) else None
 
-    def get_stored(self, key: str) -> tuple[Any, int] | None:
-        """`(StoredRecord, size in bytes on disk)` for `key`, or None: checked, decoded only when asked."""
+    def get_stored(self, key: str, members: tuple[str, ...] = ()) -> tuple[Any, int, tuple] | None:
+        """`(StoredRecord, size in bytes on disk, values of the named members)` for `key`, or None: the record
+        is checked whole and decoded only as far as those members (None for any it lacks)."""
         store = self._store or self._get_store()
         if store is None:
             return None
         try:
-            return store.get_stored(key)
+            return store.get_stored(key, members)
         except OSError as e:
             self._disable(self._reason(e))
             return None
