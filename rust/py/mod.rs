@@ -17,7 +17,7 @@ mod signature;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(key::request_key, m)?)?;
-    m.add_class::<key::RequestKeyer>()?;
+    m.add_function(wrap_pyfunction!(key::cache_key, m)?)?;
     m.add_function(wrap_pyfunction!(call_id, m)?)?;
     m.add(
         "UnsupportedValueError",
