@@ -24,6 +24,9 @@ def cache_key(
 def call_id() -> str:
     """A fresh UUID4-format string, unique per call (not for secrets)."""
 
+def call_ids_after_fork() -> None:
+    """Run in a forked child, so its call ids never repeat its parent's."""
+
 class DiskStore:
     """A cache directory shared by processes: append-only segment files and a mapped hash index.
 
