@@ -165,6 +165,11 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether a record's value decodes in its encoding (a value in an encoding we do not read is left alone).
+fn well_formed(record: &record::Record<'_>) -> bool {
+    record.flags & 0xff != record::ENCODING_TAGGED || value::validate(record.value).is_ok()
+}
+
 /// The index shard holding `key`: a key byte the slot tag and home slot do not use.
 pub fn shard_of(key: &[u8; KEY_LEN]) -> usize {
     usize::from(key[KEY_LEN - 1]) % SHARDS
@@ -656,7 +661,7 @@ impl Store {
                         offset,
                         len,
                         record,
-                    } => {
+                    } if well_formed(&record) => {
                         report.ok += 1;
                         let loc = Location {
                             segment: id,
@@ -665,7 +670,10 @@ impl Store {
                         };
                         latest.insert(*record.key, loc);
                     }
-                    segment::Scanned::Bad { offset, len } => {
+                    // A record whose checksum holds but whose value does not decode was forged to match:
+                    // damage all the same (reads already treat it as a miss).
+                    segment::Scanned::Good { offset, len, .. }
+                    | segment::Scanned::Bad { offset, len } => {
                         report.bad += 1;
                         if quarantine {
                             self.quarantine(id, offset, &map[offset..offset + len])?;
