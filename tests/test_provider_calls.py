@@ -1,0 +1,199 @@
+"""How `LM` calls LiteLLM: cost still priced, LiteLLM's logging only when someone listens, the user's settings kept."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+import turbodspy as dspy
+from turbodspy.clients import provider
+
+SECRET = "sk-test-SECRETKEY-1234567890"
+PROMPT = "Say this is a test!"
+
+
+@pytest.fixture
+def litellm():
+    """LiteLLM with its callback lists and message-logging setting restored after the test."""
+    module = provider.load_litellm()
+    names = [
+        "callbacks",
+        "success_callback",
+        "failure_callback",
+        "input_callback",
+        "_async_success_callback",
+        "_async_failure_callback",
+        "_async_input_callback",
+    ]
+    saved = {name: list(getattr(module, name)) for name in names}
+    saved_redaction = module.turn_off_message_logging
+    # LiteLLM sets up function callbacks only while this list of what it has set up is empty.
+    saved_set_up = list(module.utils.callback_list)
+    yield module
+    for name, value in saved.items():
+        getattr(module, name)[:] = value
+    module.turn_off_message_logging = saved_redaction
+    module.utils.callback_list = saved_set_up
+
+
+def uncached_lm(server, model="openai/gpt-4o-mini", **kwargs):
+    return dspy.LM(model, api_base=server.openai_base, api_key=SECRET, cache=False, **kwargs)
+
+
+def _price(litellm, model: str, usage: dict) -> float:
+    """What LiteLLM's own price list says the tokens of `usage` cost."""
+    prices = litellm.model_cost[model]
+    return (
+        usage["prompt_tokens"] * prices["input_cost_per_token"]
+        + usage["completion_tokens"] * prices["output_cost_per_token"]
+    )
+
+
+def test_history_prices_uncached_calls_of_known_models(llm_server, litellm):
+    lm = uncached_lm(llm_server)
+    lm(PROMPT)
+    asyncio.run(lm.acall(PROMPT))
+    assert len(lm.history) == 2
+    for entry in lm.history:
+        assert entry["usage"]["prompt_tokens"] > 0 and entry["usage"]["completion_tokens"] > 0
+        assert entry["cost"] > 0
+        assert entry["cost"] == pytest.approx(_price(litellm, "gpt-4o-mini", entry["usage"]))
+
+
+def test_bare_model_name_is_priced_too(llm_server, litellm):
+    lm = dspy.LM("gpt-4o-mini", api_base=llm_server.openai_base, api_key=SECRET, cache=False)
+    lm(PROMPT)
+    entry = lm.history[-1]
+    assert entry["cost"] == pytest.approx(_price(litellm, "gpt-4o-mini", entry["usage"]))
+
+
+class _Recorder:
+    """What a user's LiteLLM callback saw, and a way to wait for it (LiteLLM runs callbacks in the background)."""
+
+    def __init__(self):
+        self.events: list[dict] = []
+        self.arrived = threading.Event()
+
+    def record(self, kind: str, kwargs: dict, response) -> None:
+        self.events.append({"kind": kind, "messages": kwargs.get("messages"), "response": response})
+        self.arrived.set()
+
+
+def _custom_logger(recorder: _Recorder):
+    from litellm.integrations.custom_logger import CustomLogger
+
+    class Logger(CustomLogger):
+        def log_success_event(self, kwargs, response_obj, start_time, end_time):
+            recorder.record("sync", kwargs, response_obj)
+
+        async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+            recorder.record("async", kwargs, response_obj)
+
+    return Logger()
+
+
+def test_a_users_litellm_callback_sees_sync_calls(llm_server, litellm):
+    recorder = _Recorder()
+    litellm.callbacks = [_custom_logger(recorder)]
+    lm = uncached_lm(llm_server)
+    outputs = lm(PROMPT)
+    assert recorder.arrived.wait(10), "the user's LiteLLM callback was never called"
+    event = recorder.events[0]
+    assert event["kind"] == "sync"
+    assert event["response"].choices[0].message.content == outputs[0]
+    # LiteLLM's default (no redaction) is kept: the user's logger sees what was sent.
+    assert event["messages"] == [{"role": "user", "content": PROMPT}]
+
+
+def test_a_users_litellm_callback_sees_async_calls(llm_server, litellm):
+    recorder = _Recorder()
+    litellm.callbacks = [_custom_logger(recorder)]
+    lm = uncached_lm(llm_server)
+
+    async def call_and_wait():
+        outputs = await lm.acall(PROMPT)
+        for _ in range(1000):  # LiteLLM logs from a task on this loop: give it turns until it has run
+            if recorder.arrived.is_set():
+                break
+            await asyncio.sleep(0.01)
+        return outputs
+
+    outputs = asyncio.run(call_and_wait())
+    assert recorder.arrived.is_set(), "the user's LiteLLM callback was never called"
+    event = next(e for e in recorder.events if e["kind"] == "async")
+    assert event["response"].choices[0].message.content == outputs[0]
+
+
+def test_a_plain_function_success_callback_is_called(llm_server, litellm):
+    recorder = _Recorder()
+
+    def on_success(kwargs, completion_response, start_time, end_time):
+        recorder.record("function", kwargs, completion_response)
+
+    litellm.success_callback = [on_success]
+    lm = uncached_lm(llm_server)
+    outputs = lm(PROMPT)
+    assert recorder.arrived.wait(10), "the user's success_callback was never called"
+    assert recorder.events[0]["response"].choices[0].message.content == outputs[0]
+
+
+def test_a_users_message_redaction_setting_is_honoured(llm_server, litellm):
+    recorder = _Recorder()
+    litellm.turn_off_message_logging = True
+    litellm.callbacks = [_custom_logger(recorder)]
+    uncached_lm(llm_server)(PROMPT)
+    assert recorder.arrived.wait(10)
+    assert PROMPT not in str(recorder.events[0]["messages"])
+    assert litellm.turn_off_message_logging is True
+
+
+def test_async_calls_leave_no_litellm_logging_task_when_nobody_listens(llm_server, litellm):
+    lm = uncached_lm(llm_server)
+
+    async def calls_then_other_tasks():
+        for i in range(3):
+            await lm.acall(f"{PROMPT} {i}")
+        await asyncio.sleep(0)
+        return {t.get_coro().__qualname__ for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+
+    assert asyncio.run(calls_then_other_tasks()) == set()
+    assert len(lm.history) == 3 and all(e["cost"] > 0 for e in lm.history)
+
+
+_FRESH_PROCESS = textwrap.dedent(
+    """
+    import json, sys, threading
+    import turbodspy as dspy
+    from turbodspy.testing import LocalLLMServer
+
+    def logging_threads():
+        return sorted(t.name for t in threading.enumerate() if t.name.startswith("litellm"))
+
+    with LocalLLMServer() as server:
+        lm = dspy.LM("openai/gpt-4o-mini", api_base=server.openai_base, api_key="sk-local-123456", cache=False)
+        for i in range(5):
+            lm(f"question {i}")
+        quiet = logging_threads()
+        import litellm
+        seen = threading.Event()
+        litellm.success_callback = [lambda *args: seen.set()]
+        lm("one more question")
+        print(json.dumps({"quiet": quiet, "listened": seen.wait(10)}))
+    """
+)
+
+
+def test_sync_calls_start_no_litellm_logging_thread_when_nobody_listens():
+    # A fresh process, so no earlier test has started LiteLLM's logging threads.
+    result = subprocess.run([sys.executable, "-c", _FRESH_PROCESS], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["quiet"] == []
+    assert report["listened"] is True
