@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ PROMPT = "Say this is a test!"
 
 @pytest.fixture
 def litellm():
-    """LiteLLM with its callback lists and message-logging setting restored after the test."""
+    """LiteLLM as a fresh process has it (no callbacks registered), its callbacks and settings restored after."""
     module = provider.load_litellm()
     names = [
         "callbacks",
@@ -34,6 +35,9 @@ def litellm():
     saved_redaction = module.turn_off_message_logging
     # LiteLLM sets up function callbacks only while this list of what it has set up is empty.
     saved_set_up = list(module.utils.callback_list)
+    for name in names:
+        getattr(module, name)[:] = []
+    module.utils.callback_list = []
     yield module
     for name, value in saved.items():
         getattr(module, name)[:] = value
@@ -153,6 +157,10 @@ def test_a_users_message_redaction_setting_is_honoured(llm_server, litellm):
 
 
 def test_async_calls_leave_no_litellm_logging_task_when_nobody_listens(llm_server, litellm):
+    # LiteLLM's Gemini code builds a Cache when it loads, which puts a marker among the callbacks; it listens to
+    # nothing (`litellm.cache` stays None).
+    litellm.Cache(type="local")
+    assert "cache" in litellm._async_success_callback and litellm.cache is None
     lm = uncached_lm(llm_server)
 
     async def calls_then_other_tasks():
@@ -197,3 +205,96 @@ def test_sync_calls_start_no_litellm_logging_thread_when_nobody_listens():
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["quiet"] == []
     assert report["listened"] is True
+
+
+class _CountingRelay:
+    """A TCP relay in front of the server that counts the connections clients open through it."""
+
+    def __init__(self, target_port: int):
+        self._target = ("127.0.0.1", target_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection(self._target)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+@pytest.fixture
+def relay(llm_server):
+    relay = _CountingRelay(llm_server.port)
+    yield relay
+    relay.close()
+
+
+def _text_lm(relay, **kwargs):
+    base = f"http://127.0.0.1:{relay.port}/v1"
+    return dspy.LM("openai/gpt-3.5-turbo-instruct", model_type="text", api_base=base, api_key=SECRET, **kwargs)
+
+
+def test_text_calls_reuse_one_connection(llm_server, relay):
+    lm = _text_lm(relay, cache=False)
+    outputs = [lm(f"{PROMPT} {i}")[0] for i in range(4)]
+    assert all(outputs) and len(set(outputs)) == 4
+    assert [r.path for r in llm_server.model_requests] == ["/v1/completions"] * 4
+    assert relay.connections == 1
+
+
+def test_async_text_calls_reuse_one_connection_per_event_loop(llm_server, relay):
+    lm = _text_lm(relay, cache=False)
+
+    async def calls():
+        return [(await lm.acall(f"{PROMPT} {i}"))[0] for i in range(4)]
+
+    assert all(asyncio.run(calls()))
+    assert relay.connections == 1
+    assert all(asyncio.run(calls()))  # a new loop opens its own connection
+    assert relay.connections == 2
+    assert all(entry["cost"] > 0 for entry in lm.history)
+
+
+def test_text_calls_keep_the_timeout_litellm_gives_them(llm_server, relay):
+    llm_server.latency = 2.0
+    lm = _text_lm(relay, cache=False, num_retries=0, timeout=0.2)
+    with pytest.raises(dspy.LMTimeoutError):
+        lm(PROMPT)
+    # Another timeout is another client; the first call's does not linger.
+    assert _text_lm(relay, cache=False, num_retries=0, timeout=10)(PROMPT)[0]
+
+
+@pytest.mark.parametrize("model_type", ["chat", "text"])
+def test_a_call_that_times_out_raises_a_timeout_error(llm_server, model_type):
+    llm_server.latency = 2.0
+    model = "openai/gpt-4o-mini" if model_type == "chat" else "openai/gpt-3.5-turbo-instruct"
+    lm = uncached_lm(llm_server, model=model, model_type=model_type, num_retries=0, timeout=0.2)
+    for call in (lambda: lm(PROMPT), lambda: asyncio.run(lm.acall(PROMPT))):
+        with pytest.raises(dspy.LMTimeoutError) as info:
+            call()
+        assert info.value.status is None and info.value.provider == "openai"
+        assert SECRET not in str(info.value)

@@ -28,6 +28,9 @@ _CALLBACK_LISTS = (
     "_async_failure_callback",
     "_async_input_callback",
 )
+# Every `litellm.Cache()` adds this name to the lists, and LiteLLM builds one on its own the first time it loads
+# its Gemini code; nothing reads the entry back (the cache itself is `litellm.cache`, used outside logging).
+_CACHE_MARKER = "cache"
 # Request arguments that register callbacks for one call, or bring the caller's own logging object.
 _REQUEST_LISTENERS = ("callbacks", "success_callback", "failure_callback", "logger_fn", "litellm_logging_obj")
 
@@ -44,8 +47,9 @@ def internal_call_flag(litellm: Any) -> contextvars.ContextVar[bool] | None:
 def anyone_listens(litellm: Any, request: dict[str, Any]) -> bool:
     """Whether LiteLLM's logging of this call would reach anything: a callback, a budget, its debug log."""
     for name in _CALLBACK_LISTS:
-        if getattr(litellm, name, None):
-            return True
+        for callback in getattr(litellm, name, None) or ():
+            if callback != _CACHE_MARKER:
+                return True
     if getattr(litellm, "max_budget", None):
         return True
     if any(request.get(name) is not None for name in _REQUEST_LISTENERS):

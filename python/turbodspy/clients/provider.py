@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from turbodspy import errors
-from turbodspy.clients import litellm_logging
+from turbodspy.clients import litellm_logging, text_clients
 
 # Backoff: BASE * 2**attempt seconds with jitter, capped; a provider's Retry-After wins when it is longer.
 RETRY_BASE_SECONDS = 0.5
@@ -181,6 +181,10 @@ def _litellm_call(
     sent = prepare_provider_request(request, user_agent)
     if convert is not None:
         sent = convert(sent)
+    if model_type == "text":
+        client = text_clients.client_for(litellm, sent, asynchronous)
+        if client is not None:
+            sent["client"] = client
     return getattr(litellm, name), sent
 
 
@@ -244,7 +248,10 @@ def map_error(exc: BaseException, model: str, secrets: list[str] | None = None) 
     if cls is None or (cls is errors.LMTransportError and status is not None):
         cls = _class_for_status(status)
     if _is_connection_failure(exc):
-        cls, status = errors.LMTransportError, None
+        # Nothing came back. A client-side timeout has a connection error as its cause (openai's APITimeoutError
+        # is one) and stays a timeout, without the 408 LiteLLM makes up for it.
+        cls = errors.LMTimeoutError if cls is errors.LMTimeoutError else errors.LMTransportError
+        status = None
     metadata = {
         "model": model,
         "provider": provider_of(model),
