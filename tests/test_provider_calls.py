@@ -298,3 +298,44 @@ def test_a_call_that_times_out_raises_a_timeout_error(llm_server, model_type):
             call()
         assert info.value.status is None and info.value.provider == "openai"
         assert SECRET not in str(info.value)
+
+
+_FIRST_ASYNC_CALL = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    import turbodspy as dspy
+    from turbodspy.testing import LocalLLMServer
+
+    async def main(base):
+        lm = dspy.LM("openai/gpt-4o-mini", api_base=base, api_key="sk-local-123456", cache=False)
+        turns_while_loading = 0
+        call_done = False
+
+        async def other_task():
+            nonlocal turns_while_loading
+            while not call_done:
+                if "litellm" in sys.modules and not hasattr(sys.modules["litellm"], "acompletion"):
+                    turns_while_loading += 1  # LiteLLM is being imported and this task still gets turns
+                await asyncio.sleep(0.001)
+
+        other = asyncio.create_task(other_task())
+        outputs = await lm.acall("hi")
+        call_done = True
+        await other
+        return {"outputs": outputs, "turns_while_loading": turns_while_loading}
+
+    with LocalLLMServer() as server:
+        assert "litellm" not in sys.modules
+        print(json.dumps(asyncio.run(main(server.openai_base))))
+    """
+)
+
+
+def test_the_first_async_call_loads_litellm_without_blocking_the_event_loop():
+    result = subprocess.run([sys.executable, "-c", _FIRST_ASYNC_CALL], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["outputs"] and report["outputs"][0]
+    assert report["turns_while_loading"] > 1

@@ -150,6 +150,9 @@ async def acomplete(request: dict[str, Any], model_type: str, num_retries: int, 
     """The async twin of `complete`, through LiteLLM's async entry points."""
     import asyncio
 
+    if _litellm is None:
+        # Importing LiteLLM takes seconds: on a worker thread, so the loop's other tasks run meanwhile.
+        await asyncio.get_running_loop().run_in_executor(None, load_litellm)
     call, sent = _litellm_call(request, model_type, user_agent, asynchronous=True)
     attempt = 0
     while True:
