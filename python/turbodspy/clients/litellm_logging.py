@@ -3,12 +3,13 @@
 After every call LiteLLM builds a logging payload, prices the response a second time and runs its success
 callbacks: on a thread pool for `completion`, as a task on the caller's event loop for `acompletion`. With nothing
 registered to receive it, that work is invisible, yet it costs about as much CPU as the rest of the call's
-bookkeeping and competes with the calls in flight. LiteLLM has one switch that skips it, the `is_internal_call`
-context variable it sets around its own nested calls; turbodspy sets it for the length of one call, and only when
-nobody listens. A user who registers a callback (`litellm.callbacks`, `litellm.success_callback`, ...), sets a
-budget, turns on LiteLLM's debug log, or passes callbacks with the request gets LiteLLM's logging exactly as
-without turbodspy. The response itself (usage, `_hidden_params["response_cost"]`) is built before logging, so
-history and cost are the same either way.
+bookkeeping and competes with the calls in flight. LiteLLM offers no setting for it; the one thing that skips it
+is `litellm._internal_context.is_internal_call`, the context variable LiteLLM sets around its own nested calls.
+turbodspy sets it for the length of one call, and only when nobody listens; a LiteLLM without it logs as before.
+A user who registers a callback (`litellm.callbacks`, `litellm.success_callback`, ...), sets a budget, turns on
+LiteLLM's debug log, or passes callbacks with the request gets LiteLLM's logging exactly as without turbodspy.
+The response itself (usage, `_hidden_params["response_cost"]`) is built before logging, so history and cost are
+the same either way.
 """
 
 from __future__ import annotations

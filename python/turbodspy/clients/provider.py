@@ -38,6 +38,8 @@ def load_litellm() -> Any:
 
                 # Its "Give Feedback / Get Help" banner on every error; our errors say what to do instead.
                 litellm.suppress_debug_info = True
+                if hasattr(litellm, "telemetry"):  # older LiteLLMs (turbodspy takes >= 1.60) still report usage
+                    litellm.telemetry = False
                 _unlogged = litellm_logging.internal_call_flag(litellm)
                 _litellm = litellm
     return _litellm
