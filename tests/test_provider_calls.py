@@ -339,3 +339,14 @@ def test_the_first_async_call_loads_litellm_without_blocking_the_event_loop():
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["outputs"] and report["outputs"][0]
     assert report["turns_while_loading"] > 1
+
+
+def test_a_users_litellm_cache_keeps_litellm_logging_on(llm_server, litellm):
+    saved = litellm.cache
+    litellm.cache = litellm.Cache(type="local")
+    try:
+        assert provider.litellm_logging.anyone_listens(litellm, {})
+    finally:
+        litellm.cache = saved
+    assert not provider.litellm_logging.anyone_listens(litellm, {})
+    assert provider.litellm_logging.anyone_listens(litellm, {"success_callback": [print]})

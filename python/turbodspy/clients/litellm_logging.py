@@ -30,7 +30,7 @@ _CALLBACK_LISTS = (
     "_async_input_callback",
 )
 # Every `litellm.Cache()` adds this name to the lists, and LiteLLM builds one on its own the first time it loads
-# its Gemini code; nothing reads the entry back (the cache itself is `litellm.cache`, used outside logging).
+# its Gemini code. With no `litellm.cache` set nothing acts on it (older LiteLLMs filled the cache from it).
 _CACHE_MARKER = "cache"
 # Request arguments that register callbacks for one call, or bring the caller's own logging object.
 _REQUEST_LISTENERS = ("callbacks", "success_callback", "failure_callback", "logger_fn", "litellm_logging_obj")
@@ -47,9 +47,10 @@ def internal_call_flag(litellm: Any) -> contextvars.ContextVar[bool] | None:
 
 def anyone_listens(litellm: Any, request: dict[str, Any]) -> bool:
     """Whether LiteLLM's logging of this call would reach anything: a callback, a budget, its debug log."""
+    marker_is_inert = getattr(litellm, "cache", None) is None
     for name in _CALLBACK_LISTS:
         for callback in getattr(litellm, name, None) or ():
-            if callback != _CACHE_MARKER:
+            if not (marker_is_inert and isinstance(callback, str) and callback == _CACHE_MARKER):
                 return True
     if getattr(litellm, "max_budget", None):
         return True
