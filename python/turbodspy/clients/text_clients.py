@@ -46,7 +46,10 @@ def client_for(litellm: Any, sent: dict[str, Any], asynchronous: bool) -> Any | 
             clients = _sync_clients
         client = clients.get(key)
         if client is None:
-            client = _build(litellm, api_key, str(api_base), timeout, asynchronous)
+            try:
+                client = _build(litellm, api_key, str(api_base), timeout, asynchronous)
+            except (ImportError, AttributeError):  # a LiteLLM without these helpers builds its own, as before
+                return None
             clients[key] = client
             while len(clients) > MAX_CLIENTS:
                 clients.popitem(last=False)  # not closed: a call may still be using it; collected when done
@@ -60,14 +63,16 @@ def _timeout(litellm: Any, sent: dict[str, Any]) -> Any:
     try:
         from litellm.litellm_core_utils.completion_timeout import CompletionTimeout
         from litellm.litellm_core_utils.request_timeout_resolver import get_configured_request_timeout
-    except ImportError:
+
+        supports_httpx_timeout = litellm.utils.supports_httpx_timeout
+    except (ImportError, AttributeError):
         return None
     return CompletionTimeout.resolve(
         sent.get("timeout"),
         sent,
         "text-completion-openai",
         global_timeout=get_configured_request_timeout(),
-        supports_httpx_timeout=litellm.utils.supports_httpx_timeout,
+        supports_httpx_timeout=supports_httpx_timeout,
     )
 
 
