@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from turbodspy.clients.cache import OUTPUTS_ARE_MESSAGE_CONTENTS
 from turbodspy.clients.disk_cache import DiskCache
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -175,6 +176,9 @@ def test_import_dspy_brings_a_real_dspy_cache_over(tmp_path, chat_server):
         text = rec["response"]["choices"][0]["message"]["content"]
         assert rec["usage"]["total_tokens"] == len(text) + 3
         assert rec["model"].startswith("model-")
+        if "outputs" in rec:  # DSPy's own engine keeps what it returned: here, the text of the one choice
+            assert rec["outputs"] == OUTPUTS_ARE_MESSAGE_CONTENTS and next(iter(rec)) == "outputs"
+    assert sum("outputs" in cache.peek(k) for k in dspy_keys) == 2  # the two calls of DSPy's lm15 engine
     assert "sk-secret" not in "".join(p.read_bytes().decode("latin-1") for p in ours.iterdir() if p.is_file())
 
 

@@ -8,6 +8,7 @@ import struct
 import zlib
 
 import turbodspy as dspy
+from turbodspy.clients.cache import OUTPUTS_ARE_MESSAGE_CONTENTS
 from turbodspy.testing import Reply
 
 SECRET = "sk-disk-hits-0000"
@@ -45,6 +46,7 @@ def test_dict_outputs_from_disk_are_equal_and_cannot_change_the_cache(llm_server
     llm_server.script([Reply(text=None, tool_calls=[{"name": "search", "arguments": {"q": "dspy"}}])])
     lm = openai_lm(llm_server)
     (first,) = lm("use a tool")
+    assert dspy.cache.disk.get(only_disk_key())["outputs"] == [first]  # not just text: kept as they are
     dspy.cache.reset_memory_cache()
     (from_disk,) = lm("use a tool")
     assert from_disk == first
@@ -54,12 +56,26 @@ def test_dict_outputs_from_disk_are_equal_and_cannot_change_the_cache(llm_server
     assert len(llm_server.model_requests) == 1
 
 
+def test_several_choices_and_reasoning_come_back_from_disk_as_they_were(llm_server):
+    llm_server.script([Reply(text="first"), Reply(text="second")])
+    lm = openai_lm(llm_server, n=2)
+    texts = lm("two answers")
+    llm_server.script([Reply(text="thought out", reasoning_content="because")])
+    reasoned = lm("think first")
+    assert texts == ["first", "second"] and reasoned[0]["reasoning_content"] == "because"
+    dspy.cache.reset_memory_cache()
+    assert lm("two answers") == texts
+    assert lm("think first") == reasoned
+    assert lm.history[-1]["response"].choices[0].message.reasoning_content == "because"
+    assert len(llm_server.model_requests) == 2
+
+
 def test_records_without_kept_outputs_still_serve_hits(llm_server):
     lm = openai_lm(llm_server)
     first = lm("an older record")
     key = only_disk_key()
     record = dspy.cache.disk.get(key)
-    assert record["outputs"] == first
+    assert record["outputs"] == OUTPUTS_ARE_MESSAGE_CONTENTS  # the text is kept once, in the response
     older = {name: record[name] for name in ("response", "usage", "cost", "model")}  # the shape before outputs
     dspy.cache.disk.put(key, older)
     dspy.cache.reset_memory_cache()
@@ -74,9 +90,9 @@ def test_the_generic_cache_api_returns_the_whole_record_of_a_disk_hit(llm_server
     key = only_disk_key()
     dspy.cache.reset_memory_cache()
     entry = dspy.cache.lookup(key)
-    assert entry.record["outputs"] == first
+    assert entry.record["outputs"] == OUTPUTS_ARE_MESSAGE_CONTENTS
     assert entry.record["response"]["choices"][0]["message"]["content"] == first[0]
-    assert set(entry.record) == {"outputs", "cost", "response_model", "model", "usage", "response"}
+    assert list(entry.record) == ["outputs", "cost", "response_model", "model", "response", "usage"]
 
 
 def _forge_value_keeping_the_checksum_valid(cache_dir) -> None:

@@ -299,6 +299,29 @@ impl StoredRecord {
         PyTuple::new(py, found)
     }
 
+    /// The `content` of each choice's `message` in the record's `response`, without decoding the rest;
+    /// None when the response is not shaped so (then decode it whole).
+    fn message_contents<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
+        let Some(response) = value::member(&self.bytes, b"response")? else {
+            return Ok(None);
+        };
+        let choices = value::member(response, b"choices")?.map(value::items);
+        let Some(choices) = choices.transpose()?.flatten() else {
+            return Ok(None);
+        };
+        let mut contents = Vec::new();
+        for choice in choices {
+            let Some(message) = value::member(choice?, b"message")? else {
+                return Ok(None);
+            };
+            let Some(content) = value::member(message, b"content")? else {
+                return Ok(None);
+            };
+            contents.push(decode_objects(py, value::first(content)?)?);
+        }
+        Ok(Some(PyList::new(py, contents)?))
+    }
+
     /// The encoded size in bytes.
     fn __len__(&self) -> usize {
         self.bytes.len()

@@ -182,6 +182,74 @@ impl<'a> Iterator for Members<'a> {
     }
 }
 
+/// Where member `name` of an object that passed [`validate`] starts: its encoded value, followed by whatever
+/// follows it (see [`first`]); None when `bytes` are not an object or it has no such member. Only the
+/// members before it are walked.
+pub fn member<'a>(bytes: &'a [u8], name: &[u8]) -> Result<Option<&'a [u8]>, ValueError> {
+    let mut reader = Reader { bytes, at: 0 };
+    if bytes.first() != Some(&OBJECT) {
+        return Ok(None);
+    }
+    reader.at = 1;
+    for _ in 0..reader.count()? {
+        let len = reader.count()?;
+        if reader.take(len)? == name {
+            return Ok(Some(&bytes[reader.at..]));
+        }
+        reader.skip::<false>(1)?;
+    }
+    Ok(None)
+}
+
+/// The first value in `bytes`, exactly (bytes that passed [`validate`], or a [`member`] of them).
+pub fn first(bytes: &[u8]) -> Result<&[u8], ValueError> {
+    let mut reader = Reader { bytes, at: 0 };
+    reader.skip::<false>(1)?;
+    Ok(&bytes[..reader.at])
+}
+
+/// Where each item of a list that passed [`validate`] starts (as [`member`] gives a value: see [`first`]);
+/// None when `bytes` are not a list. An item is walked over only when the next one is asked for.
+pub fn items(bytes: &[u8]) -> Result<Option<Items<'_>>, ValueError> {
+    let mut reader = Reader { bytes, at: 0 };
+    if bytes.first() != Some(&LIST) {
+        return Ok(None);
+    }
+    reader.at = 1;
+    let left = reader.count()?;
+    Ok(Some(Items {
+        reader,
+        left,
+        started: false,
+    }))
+}
+
+pub struct Items<'a> {
+    reader: Reader<'a>,
+    left: usize,
+    /// Whether an item was handed out, to be walked over before the next.
+    started: bool,
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = Result<&'a [u8], ValueError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        if self.started {
+            if let Err(e) = self.reader.skip::<false>(1) {
+                self.left = 0;
+                return Some(Err(e));
+            }
+        }
+        self.started = true;
+        self.left -= 1;
+        Some(Ok(&self.reader.bytes[self.reader.at..]))
+    }
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -524,6 +592,23 @@ mod tests {
             Err(ValueError::BadNumber)
         );
         assert!(matches!(members(&[LIST, 0]), Err(ValueError::BadTag(LIST))));
+        let object = [OBJECT, 2, 1, b'a', NULL, 1, b'b', LIST, 2, TRUE, FALSE];
+        assert_eq!(member(&object, b"b"), Ok(Some(&[LIST, 2, TRUE, FALSE][..])));
+        assert_eq!(member(&object, b"a"), Ok(Some(&object[4..])));
+        assert_eq!(first(&object[4..]), Ok(&[NULL][..]));
+        assert_eq!(member(&object, b"c"), Ok(None));
+        assert_eq!(member(&[LIST, 0], b"a"), Ok(None));
+        let listed =
+            |bytes| -> Vec<Result<&[u8], ValueError>> { items(bytes).unwrap().unwrap().collect() };
+        assert_eq!(
+            listed(&[LIST, 2, TRUE, FALSE]),
+            [Ok(&[TRUE, FALSE][..]), Ok(&[FALSE][..])]
+        );
+        assert_eq!(
+            listed(&[LIST, 2, LIST, 5]),
+            [Ok(&[LIST, 5][..]), Err(ValueError::Truncated)]
+        );
+        assert!(items(&object).unwrap().is_none());
         let mut cut = members(&[OBJECT, 2, 1, b'a', NULL, 1]).expect("an object");
         assert_eq!(cut.next(), Some(Ok((&b"a"[..], &[NULL][..]))));
         assert_eq!(cut.next(), Some(Err(ValueError::Truncated)));

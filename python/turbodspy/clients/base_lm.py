@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import turbodspy as _package
 from turbodspy import _core
 from turbodspy.clients import single_flight
-from turbodspy.clients.cache import IGNORED_KEY_ARGS, CacheEntry
+from turbodspy.clients.cache import IGNORED_KEY_ARGS, OUTPUTS_ARE_MESSAGE_CONTENTS, CacheEntry, kept_outputs
 from turbodspy.clients.history import CallHistory, pretty_print_history, record_history, timestamp
 from turbodspy.clients.response import CachedResponse, get_field, response_to_data
 from turbodspy.clients.secrets import without_credentials
@@ -229,12 +229,12 @@ class BaseLM:
         # The outputs a hit returns are kept beside the response (as DSPy keeps them), so a hit read from disk
         # decodes only them; the response is decoded when someone looks at it.
         record = {  # what a hit reads first, first: a reader stops once it has found those members
-            "outputs": self._outputs(data, call.merged),
+            "outputs": kept_outputs(self._outputs(data, call.merged), data),
             "cost": cost,
             "response_model": data.get("model"),
             "model": self.model,
+            "response": data,  # before usage: a hit may read the message text from it
             "usage": _plain_usage(usage),
-            "response": data,
         }
         entry = call.cache.store(call.key, record)
         entry.derived = _Derived(CachedResponse(data, cost), data.get("model"), cost, outputs)
@@ -271,8 +271,11 @@ class BaseLM:
         leading = entry.leading
         if leading is not None:
             outputs, cost, response_model = leading
+            stored = entry.stored
+            if outputs == OUTPUTS_ARE_MESSAGE_CONTENTS:
+                outputs = stored.message_contents()
             if isinstance(outputs, list):  # records written before outputs were kept lack them
-                return _Derived(CachedResponse(None, cost, entry.stored), response_model, cost, outputs)
+                return _Derived(CachedResponse(None, cost, stored), response_model, cost, outputs)
         record = entry.record
         data, cost = record["response"], record.get("cost")
         # Outputs from the plain data, not through the view.

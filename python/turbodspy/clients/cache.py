@@ -33,6 +33,24 @@ DEFAULT_MEMORY_MAX_BYTES = 1024**3
 # The leading members of an LM call's record: all a hit needs, read from disk without decoding the rest.
 LM_HIT_MEMBERS = ("outputs", "cost", "response_model")
 
+# `outputs` of a record whose outputs are just the text of each choice's message, as most calls' are: the text
+# is stored once, in the response, and a hit reads it from there (`StoredRecord.message_contents`).
+OUTPUTS_ARE_MESSAGE_CONTENTS = "message contents"
+
+
+def kept_outputs(outputs: list, response: dict[str, Any]) -> list | str:
+    """What a record keeps as `outputs`: the marker when they are the text of the response's messages, else them."""
+    choices = response.get("choices")
+    if not isinstance(choices, list) or len(choices) != len(outputs):
+        return outputs
+    for output, choice in zip(outputs, choices, strict=True):
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict) or "content" not in message:
+            return outputs
+        if not (output is None or type(output) is str) or message["content"] != output:
+            return outputs
+    return OUTPUTS_ARE_MESSAGE_CONTENTS
+
 
 class CacheEntry:
     """One cached record, plus whatever a reader derived from it once (so later hits skip the work).

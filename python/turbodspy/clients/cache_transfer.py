@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from turbodspy.clients.cache import kept_outputs
 from turbodspy.clients.disk_cache import DiskCache
 
 EXPORT_FORMAT = "turbodspy-cache-export"
@@ -229,12 +230,18 @@ def convert_dspy_value(value: Any) -> dict[str, Any]:
         else:
             response = _chat_response_from_outputs(record)
         usage = record.get("usage") if isinstance(record.get("usage"), dict) else response.get("usage") or {}
-        return {
+        converted = {
+            "cost": record.get("cost"),
+            "response_model": response.get("model"),
+            "model": record.get("response_model") or response.get("model"),
             "response": response,
             "usage": usage,
-            "cost": record.get("cost"),
-            "model": record.get("response_model") or response.get("model"),
         }
+        outputs = record.get("outputs")
+        if isinstance(outputs, list) and all(isinstance(o, (str, dict)) for o in outputs):
+            # What DSPy returned for the call is what a hit returns: kept first, as the LM keeps its own.
+            converted = {"outputs": kept_outputs(outputs, response), **converted}
+        return converted
     if isinstance(value, _Fields):
         response = _plain(value)
         hidden = value.private.get("_hidden_params")
