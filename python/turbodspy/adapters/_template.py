@@ -78,6 +78,17 @@ def parse_plan_for(signature: type) -> ParsePlan:
     return plan
 
 
+def output_names(signature: type) -> tuple[str, ...]:
+    """The names of `signature`'s output fields, in order (read on every call, so kept per signature)."""
+    try:
+        return _templates[signature]["names"]
+    except (KeyError, TypeError):
+        _check_signature(signature)
+    names = tuple(signature.output_fields)
+    _templates.setdefault(signature, {})["names"] = names
+    return names
+
+
 def _check_signature(signature: Any) -> None:
     if not (isinstance(signature, type) and hasattr(signature, "input_fields") and hasattr(signature, "output_fields")):
         raise TypeError(

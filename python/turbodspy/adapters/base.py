@@ -12,6 +12,7 @@ from typing import Any
 from turbodspy.adapters import _template
 from turbodspy.adapters.utils import apply_output_field_defaults, expand_custom_type_markers
 from turbodspy.errors import AdapterParseError
+from turbodspy.settings import current_overrides, global_config
 from turbodspy.utils.callback import with_callbacks
 
 # The methods `format` composes. A subclass that overrides any of them gets the composed (Python) path, so its
@@ -66,13 +67,25 @@ class Adapter:
                 wrapped = with_callbacks(method)
                 wrapped._reports_to_callbacks = True
                 setattr(cls, name, wrapped)
+        # The undecorated methods: with no callbacks in force the wrapper would only look them up and call these.
+        cls._plain_format = cls.format.__wrapped__
+        cls._plain_parse = cls.parse.__wrapped__
         cls._fast_style = _fast_style_of(cls)
         cls._custom_field_layout = _overrides(cls, "format_field_with_value")
+
+    def _observed(self) -> bool:
+        """Whether callbacks are in force for this adapter (or `format`/`parse` were replaced on the instance)."""
+        return bool(
+            self.callbacks
+            or (current_overrides() or global_config)["callbacks"]
+            or "format" in self.__dict__
+            or "parse" in self.__dict__
+        )
 
     def _call_preprocess(self, lm: Any, lm_kwargs: dict[str, Any], signature: type, inputs: dict[str, Any]) -> type:
         # Tool options are dropped when native function calling is off, as in DSPy. (Signatures with dspy.Tool /
         # ToolCalls fields are not supported: turbodspy has no tool types.)
-        if not self.use_native_function_calling:
+        if lm_kwargs and not self.use_native_function_calling:
             for key in ("tools", "tool_choice", "parallel_tool_calls"):
                 lm_kwargs.pop(key, None)
         return signature
@@ -86,7 +99,8 @@ class Adapter:
         lm_kwargs: dict[str, Any],
     ) -> list[dict[str, Any]]:
         values = []
-        output_names = _output_fields(original_signature)
+        output_names = _template.output_names(original_signature)
+        parse = self.parse if self._observed() else self._plain_parse.__get__(self)
         for output in outputs:
             logprobs = None
             text = output
@@ -100,11 +114,13 @@ class Adapter:
                     lm_response=str(output),
                     message="The LM returned an empty or null response.",
                 )
-            value = self.parse(processed_signature, text)
-            value = apply_output_field_defaults(original_signature, value)
-            if len(value) != len(output_names):
-                for name in output_names:
-                    value.setdefault(name, None)
+            value = parse(processed_signature, text)
+            # A parse that already gave exactly the output fields, in order, has nothing left to fill or reorder.
+            if tuple(value) != output_names:
+                value = apply_output_field_defaults(original_signature, value)
+                if len(value) != len(output_names):
+                    for name in output_names:
+                        value.setdefault(name, None)
             if logprobs:
                 value["logprobs"] = logprobs
             values.append(value)
@@ -120,7 +136,10 @@ class Adapter:
     ) -> list[dict[str, Any]]:
         """Format, call `lm(messages=..., **lm_kwargs)`, and parse each output (one dict per completion)."""
         processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
-        messages = self.format(processed, demos, inputs)
+        if self._observed():
+            messages = self.format(processed, demos, inputs)
+        else:
+            messages = self._plain_format(processed, demos, inputs)
         outputs = lm(messages=messages, **lm_kwargs)
         return self._call_postprocess(processed, signature, outputs, lm, lm_kwargs)
 
@@ -134,7 +153,10 @@ class Adapter:
     ) -> list[dict[str, Any]]:
         """`__call__` with `await lm.acall(...)`."""
         processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
-        messages = self.format(processed, demos, inputs)
+        if self._observed():
+            messages = self.format(processed, demos, inputs)
+        else:
+            messages = self._plain_format(processed, demos, inputs)
         outputs = await lm.acall(messages=messages, **lm_kwargs)
         return self._call_postprocess(processed, signature, outputs, lm, lm_kwargs)
 
@@ -281,12 +303,6 @@ def _overrides(cls: type, name: str) -> bool:
     return False
 
 
-def _output_fields(signature: Any) -> Any:
-    """The signature's output fields, without the copy `output_fields` makes (read only)."""
-    view = getattr(signature, "_fields_with_type_view", None)
-    return view("output") if view is not None else signature.output_fields
-
-
 def _fast_style_of(cls: type) -> str | None:
     """The template style `cls.format` may render in Rust: its nearest turbodspy adapter's, if `cls` overrides
     none of the methods that `format` composes."""
@@ -297,3 +313,8 @@ def _fast_style_of(cls: type) -> str | None:
                 return style
             return None
     return None
+
+
+# The base class is not decorated (only its subclasses are), so its plain methods are its own.
+Adapter._plain_format = Adapter.format  # type: ignore[attr-defined]
+Adapter._plain_parse = Adapter.parse  # type: ignore[attr-defined]
