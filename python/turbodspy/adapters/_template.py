@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import textwrap
-import weakref
 from typing import Any
 
 from turbodspy._core import Template
@@ -24,17 +23,49 @@ from turbodspy.adapters.utils import (
     translate_field_type,
 )
 
-_templates: weakref.WeakKeyDictionary[type, dict[str, Any]] = weakref.WeakKeyDictionary()
+_COMPILED = "__turbodspy_compiled__"
+
+
+class _Compiled:
+    """What one signature class has compiled to so far (templates per style, parse plan, output names), valid
+    while the class keeps the instructions and fields it had: setting `instructions` or replacing its fields
+    makes the next call compile afresh."""
+
+    __slots__ = ("doc", "fields", "nfields", "owner", "parts")
+
+    def __init__(self, signature: type, fields: Any) -> None:
+        self.owner = signature
+        self.doc = signature.__doc__
+        self.fields = fields
+        self.nfields = len(fields)
+        self.parts: dict[str, Any] = {}
+
+
+def _parts(signature: type) -> dict[str, Any]:
+    """The compiled pieces of `signature` (kept on the class itself, so they live and die with it)."""
+    compiled = getattr(signature, _COMPILED, None)
+    fields = getattr(signature, "__pydantic_fields__", ())
+    # A subclass inherits its parent's attribute: `owner` tells them apart.
+    if (
+        compiled is not None
+        and compiled.owner is signature
+        and compiled.doc is signature.__doc__
+        and compiled.fields is fields
+        and compiled.nfields == len(fields)
+    ):
+        return compiled.parts
+    _check_signature(signature)
+    compiled = _Compiled(signature, fields)
+    type.__setattr__(signature, _COMPILED, compiled)
+    return compiled.parts
 
 
 def template_for(signature: type, style: str) -> Template:
     """The compiled template of `signature` for 'chat' or 'json', compiled on first use."""
-    try:
-        return _templates[signature][style]
-    except (KeyError, TypeError):  # TypeError: not weak-referenceable, so certainly not a signature class
-        _check_signature(signature)
-    template = _compile(signature, style)
-    _templates.setdefault(signature, {})[style] = template
+    parts = _parts(signature)
+    template = parts.get(style)
+    if template is None:
+        template = parts[style] = _compile(signature, style)
     return template
 
 
@@ -42,15 +73,18 @@ class ParsePlan:
     """How to turn a signature's parsed output texts into typed values: one coercer per field, and what a
     missing field becomes (its default, its default factory's value, or None when its type allows None)."""
 
-    __slots__ = ("coercers", "fields", "names")
+    __slots__ = ("all_str", "coercers", "fields", "names")
 
     def __init__(self, signature: type):
         self.fields = dict(signature.output_fields)
         self.names = tuple(self.fields)
         self.coercers = {name: field_coercer(field.annotation) for name, field in self.fields.items()}
+        self.all_str = all(coerce is str for coerce in self.coercers.values())
 
     def complete(self, parsed: dict[str, Any]) -> dict[str, Any]:
         """`parsed` in signature order, with missing optional fields filled (`apply_output_field_defaults`)."""
+        if tuple(parsed) == self.names:
+            return parsed
         if len(parsed) == len(self.names):
             try:
                 return {name: parsed[name] for name in self.names}
@@ -69,23 +103,28 @@ class ParsePlan:
 
 def parse_plan_for(signature: type) -> ParsePlan:
     """The parse plan of `signature`, built on first use."""
-    try:
-        return _templates[signature]["parse"]
-    except (KeyError, TypeError):
-        _check_signature(signature)
-    plan = ParsePlan(signature)
-    _templates.setdefault(signature, {})["parse"] = plan
+    parts = _parts(signature)
+    plan = parts.get("parse")
+    if plan is None:
+        plan = parts["parse"] = ParsePlan(signature)
     return plan
+
+
+def chat_parsing(signature: type) -> tuple[Template, ParsePlan]:
+    """The chat template and parse plan of `signature`, for `ChatAdapter.parse` (one lookup per call)."""
+    parts = _parts(signature)
+    pair = parts.get("chat_parsing")
+    if pair is None:
+        pair = parts["chat_parsing"] = (template_for(signature, "chat"), parse_plan_for(signature))
+    return pair
 
 
 def output_names(signature: type) -> tuple[str, ...]:
     """The names of `signature`'s output fields, in order (read on every call, so kept per signature)."""
-    try:
-        return _templates[signature]["names"]
-    except (KeyError, TypeError):
-        _check_signature(signature)
-    names = tuple(signature.output_fields)
-    _templates.setdefault(signature, {})["names"] = names
+    parts = _parts(signature)
+    names = parts.get("names")
+    if names is None:
+        names = parts["names"] = tuple(signature.output_fields)
     return names
 
 

@@ -167,21 +167,24 @@ class ChatAdapter(Adapter):
 
     def parse(self, signature: type, completion: str) -> dict[str, Any]:
         """The output fields in `completion`'s `[[ ## name ## ]]` sections, coerced to their annotations."""
-        fields = _template.template_for(signature, "chat").split_chat(completion)
-        plan = _template.parse_plan_for(signature)
-        for name, text in fields.items():
-            coerce = plan.coercers[name]
-            if coerce is str:
-                continue
-            try:
-                fields[name] = coerce(text)
-            except ValueError as e:
-                raise AdapterParseError(
-                    adapter_name="ChatAdapter",
-                    signature=signature,
-                    lm_response=completion,
-                    message=f"Failed to parse field {name} with value {text} from the LM response. Error message: {e}",
-                ) from e
+        template, plan = _template.chat_parsing(signature)
+        fields = template.split_chat(completion)
+        if not plan.all_str:
+            for name, text in fields.items():
+                coerce = plan.coercers[name]
+                if coerce is str:
+                    continue
+                try:
+                    fields[name] = coerce(text)
+                except ValueError as e:
+                    raise AdapterParseError(
+                        adapter_name="ChatAdapter",
+                        signature=signature,
+                        lm_response=completion,
+                        message=(
+                            f"Failed to parse field {name} with value {text} from the LM response. Error message: {e}"
+                        ),
+                    ) from e
         fields = plan.complete(fields)
         if len(fields) != len(plan.names):
             raise AdapterParseError(
