@@ -254,3 +254,29 @@ def test_new_instructions_on_a_signature_reach_the_next_prompt(style: str) -> No
     got = ours_cls().format(ours, [], {"question": "q"})
     assert "New task." in got[0]["content"]
     assert got == theirs_cls().format(theirs, [], {"question": "q"})
+
+
+def test_a_subclass_of_a_compiled_signature_gets_its_own_prompt() -> None:
+    dspy = pytest.importorskip("dspy")
+
+    def classes(lib: Any) -> tuple[type, type]:
+        class Base(lib.Signature):
+            """Answer the question."""
+
+            question: str = lib.InputField()
+            answer: str = lib.OutputField()
+
+        class Longer(Base):
+            """Answer the question with a source."""
+
+            source: str = lib.OutputField()
+
+        return Base, Longer
+
+    (base, longer), (dbase, dlonger) = classes(turbodspy), classes(dspy)
+    adapter = ChatAdapter()
+    adapter.format(base, [], {"question": "q"})  # the parent compiles first
+    assert adapter.format(longer, [], {"question": "q"}) == dspy.ChatAdapter().format(dlonger, [], {"question": "q"})
+    assert adapter.parse(longer, "[[ ## answer ## ]]\na\n\n[[ ## source ## ]]\ns") == {"answer": "a", "source": "s"}
+    base.__doc__ = dbase.__doc__ = "Answer briefly."  # set directly rather than through `instructions`
+    assert adapter.format(base, [], {"question": "q"}) == dspy.ChatAdapter().format(dbase, [], {"question": "q"})

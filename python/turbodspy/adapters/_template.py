@@ -22,40 +22,41 @@ from turbodspy.adapters.utils import (
     serialize_for_json,
     translate_field_type,
 )
+from turbodspy.signatures.signature import SignatureMeta
 
 _COMPILED = "__turbodspy_compiled__"
 
 
 class _Compiled:
-    """What one signature class has compiled to so far (templates per style, parse plan, output names), valid
-    while the class keeps the instructions and fields it had: setting `instructions` or replacing its fields
-    makes the next call compile afresh."""
+    """What one signature class has compiled to so far (templates per style, parse plan, output names).
 
-    __slots__ = ("doc", "fields", "nfields", "owner", "parts")
+    Our signature classes drop it themselves whenever one of their attributes is set (`SignatureMeta`); for other
+    classes it is checked against the instructions and fields it was compiled from.
+    """
+
+    __slots__ = ("doc", "fields", "nfields", "owner", "parts", "watched")
 
     def __init__(self, signature: type, fields: Any) -> None:
         self.owner = signature
+        self.watched = isinstance(signature, SignatureMeta)
         self.doc = signature.__doc__
         self.fields = fields
         self.nfields = len(fields)
         self.parts: dict[str, Any] = {}
 
+    def is_current(self, signature: type) -> bool:
+        fields = getattr(signature, "__pydantic_fields__", ())
+        return self.doc is signature.__doc__ and self.fields is fields and self.nfields == len(fields)
+
 
 def _parts(signature: type) -> dict[str, Any]:
     """The compiled pieces of `signature` (kept on the class itself, so they live and die with it)."""
     compiled = getattr(signature, _COMPILED, None)
-    fields = getattr(signature, "__pydantic_fields__", ())
     # A subclass inherits its parent's attribute: `owner` tells them apart.
-    if (
-        compiled is not None
-        and compiled.owner is signature
-        and compiled.doc is signature.__doc__
-        and compiled.fields is fields
-        and compiled.nfields == len(fields)
-    ):
+    if compiled is not None and compiled.owner is signature and (compiled.watched or compiled.is_current(signature)):
         return compiled.parts
     _check_signature(signature)
-    compiled = _Compiled(signature, fields)
+    compiled = _Compiled(signature, getattr(signature, "__pydantic_fields__", ()))
     type.__setattr__(signature, _COMPILED, compiled)
     return compiled.parts
 
