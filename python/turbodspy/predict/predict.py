@@ -195,7 +195,9 @@ class Predict(Module, Parameter):
         if settings["warn_on_type_mismatch"]:
             for name, annotation in plan.checked:
                 value = kwargs.get(name)
-                if value is not None and not _is_value_compatible_with_type(value, annotation):
+                if value is None or (annotation is str and type(value) is str):
+                    continue
+                if not _is_value_compatible_with_type(value, annotation):
                     logger.warning(
                         "Type mismatch for field '%s': expected %s based on given Signature, "
                         "but the provided value is incompatible: %s.",
