@@ -22,6 +22,8 @@ from turbodspy.settings import current
 logger = logging.getLogger(__name__)
 
 UNSAFE_LM_STATE_KEYS = frozenset({"api_base", "base_url", "model_list"})
+# The keywords a call of `Predict` takes for itself rather than as input fields.
+_CALL_KEYWORDS = frozenset({"new_signature", "signature", "demos", "config", "lm", "prediction"})
 IS_TYPE_UNDEFINED = "IS_TYPE_UNDEFINED"
 
 _default_adapter: Any = None
@@ -42,7 +44,7 @@ def _adapter() -> Any:
 class _InputPlan:
     """What a call needs to know about a signature's input fields, worked out once per signature."""
 
-    __slots__ = ("allows_none", "checked", "defaults", "names", "signature")
+    __slots__ = ("allows_none", "checked", "defaults", "names", "plain", "signature")
 
     def __init__(self, signature: Any) -> None:
         from pydantic_core import PydanticUndefined
@@ -50,6 +52,9 @@ class _InputPlan:
         self.signature = signature
         fields = signature.input_fields
         self.names = frozenset(fields)
+        # No input field shares a name with a keyword `Predict` takes itself, so a call with only input fields
+        # needs none of the keyword handling.
+        self.plain = self.names.isdisjoint(_CALL_KEYWORDS)
         self.defaults = {k: f.default for k, f in fields.items() if f.default is not PydanticUndefined}
         self.allows_none = frozenset(k for k, f in fields.items() if _allows_none(f.annotation))
         self.checked = [
@@ -138,20 +143,29 @@ class Predict(Module, Parameter):
         return await super().acall(**kwargs)
 
     def _forward_preprocess(self, **kwargs: Any) -> tuple[Any, dict[str, Any], Any, list[Any], dict[str, Any]]:
-        if "new_signature" in kwargs:
-            raise ValueError("new_signature is no longer a valid keyword argument; pass `signature=` instead.")
-        signature = kwargs.pop("signature", None)
-        if signature is None:
-            signature = self.signature
-        elif not isinstance(signature, type):
-            from turbodspy.signatures import ensure_signature
-
-            signature = ensure_signature(signature)
-        demos = kwargs.pop("demos", self.demos)
-        config = {**self.config, **kwargs.pop("config", {})}
+        plan = self._plan
         settings = current()
+        if plan is not None and plan.plain and plan.signature is self.signature and plan.names.issuperset(kwargs):
+            # The common call: only input fields, so no keyword below is present.
+            signature = plan.signature
+            demos = self.demos
+            config = {**self.config}
+            lm = self.lm or settings["lm"]
+            extra = False
+        else:
+            if "new_signature" in kwargs:
+                raise ValueError("new_signature is no longer a valid keyword argument; pass `signature=` instead.")
+            signature = kwargs.pop("signature", None)
+            if signature is None:
+                signature = self.signature
+            elif not isinstance(signature, type):
+                from turbodspy.signatures import ensure_signature
 
-        lm = kwargs.pop("lm", self.lm) or settings["lm"]
+                signature = ensure_signature(signature)
+            demos = kwargs.pop("demos", self.demos)
+            config = {**self.config, **kwargs.pop("config", {})}
+            lm = kwargs.pop("lm", self.lm) or settings["lm"]
+            extra = True
         if lm is None:
             raise ValueError(
                 "No LM is loaded. Please configure the LM using `dspy.configure(lm=dspy.LM(...))`. e.g, "
@@ -172,24 +186,24 @@ class Predict(Module, Parameter):
         if (temperature is None or temperature <= 0.15) and num_generations > 1:
             config["temperature"] = 0.7
 
-        if "prediction" in kwargs:
-            predicted = kwargs["prediction"]
-            if isinstance(predicted, dict) and predicted.get("type") == "content" and "content" in predicted:
-                config["prediction"] = kwargs.pop("prediction")
-
-        plan = self._plan
-        if plan is None or plan.signature is not signature:
-            plan = _InputPlan(signature)
-            if signature is self.signature:
-                self._plan = plan
-        for k, v in plan.defaults.items():
-            if k not in kwargs:
-                kwargs[k] = v
-        if not plan.names.issuperset(kwargs):
-            extra = [k for k in kwargs if k not in plan.names]
+        if extra:
+            if "prediction" in kwargs:
+                predicted = kwargs["prediction"]
+                if isinstance(predicted, dict) and predicted.get("type") == "content" and "content" in predicted:
+                    config["prediction"] = kwargs.pop("prediction")
+            if plan is None or plan.signature is not signature:
+                plan = _InputPlan(signature)
+                if signature is self.signature:
+                    self._plan = plan
+        if plan.defaults:
+            for k, v in plan.defaults.items():
+                if k not in kwargs:
+                    kwargs[k] = v
+        if extra and not plan.names.issuperset(kwargs):
+            ignored = [k for k in kwargs if k not in plan.names]
             logger.warning(
                 "Input contains fields not in signature. These fields will be ignored: %s. Expected fields: %s.",
-                extra,
+                ignored,
                 list(signature.input_fields),
             )
         if settings["warn_on_type_mismatch"]:
