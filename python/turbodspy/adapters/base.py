@@ -134,14 +134,24 @@ class Adapter:
         demos: list[dict[str, Any]],
         inputs: dict[str, Any],
     ) -> list[dict[str, Any]]:
-        """Format, call `lm(messages=..., **lm_kwargs)`, and parse each output (one dict per completion)."""
-        processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
-        if self._observed():
-            messages = self.format(processed, demos, inputs)
-        else:
-            messages = self._plain_format(processed, demos, inputs)
-        outputs = lm(messages=messages, **lm_kwargs)
-        return self._call_postprocess(processed, signature, outputs, lm, lm_kwargs)
+        """Format, call `lm(messages=..., **lm_kwargs)`, and parse each output (one dict per completion).
+
+        A completion that cannot be parsed is retried with `_json_fallback()` (ChatAdapter's JSONAdapter) if the
+        adapter has one; LM errors (context window, provider) propagate as they are.
+        """
+        try:
+            processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
+            if self._observed():
+                messages = self.format(processed, demos, inputs)
+            else:
+                messages = self._plain_format(processed, demos, inputs)
+            outputs = lm(messages=messages, **lm_kwargs)
+            return self._call_postprocess(processed, signature, outputs, lm, lm_kwargs)
+        except AdapterParseError:
+            fallback = self._json_fallback()
+            if fallback is None:
+                raise
+            return fallback(lm, lm_kwargs, signature, demos, inputs)
 
     async def acall(
         self,
@@ -152,13 +162,23 @@ class Adapter:
         inputs: dict[str, Any],
     ) -> list[dict[str, Any]]:
         """`__call__` with `await lm.acall(...)`."""
-        processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
-        if self._observed():
-            messages = self.format(processed, demos, inputs)
-        else:
-            messages = self._plain_format(processed, demos, inputs)
-        outputs = await lm.acall(messages=messages, **lm_kwargs)
-        return self._call_postprocess(processed, signature, outputs, lm, lm_kwargs)
+        try:
+            processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
+            if self._observed():
+                messages = self.format(processed, demos, inputs)
+            else:
+                messages = self._plain_format(processed, demos, inputs)
+            outputs = await lm.acall(messages=messages, **lm_kwargs)
+            return self._call_postprocess(processed, signature, outputs, lm, lm_kwargs)
+        except AdapterParseError:
+            fallback = self._json_fallback()
+            if fallback is None:
+                raise
+            return await fallback.acall(lm, lm_kwargs, signature, demos, inputs)
+
+    def _json_fallback(self) -> Adapter | None:
+        """The adapter that retries a call whose completion could not be parsed (None: no retry)."""
+        return None
 
     def format(self, signature: type, demos: list[dict[str, Any]], inputs: dict[str, Any]) -> list[dict[str, Any]]:
         """The messages for one call: system message, demos as user/assistant turns, history turns, the request."""

@@ -58,6 +58,7 @@ class ChatAdapter(Adapter):
         self.use_json_adapter_fallback = use_json_adapter_fallback
 
     def _json_fallback(self) -> Adapter | None:
+        """JSONAdapter with this adapter's options: ChatAdapter retries an unparseable completion with it."""
         from turbodspy.adapters.json_adapter import JSONAdapter
 
         if isinstance(self, JSONAdapter) or not self.use_json_adapter_fallback:
@@ -66,39 +67,6 @@ class ChatAdapter(Adapter):
             use_native_function_calling=self.use_native_function_calling,
             parallel_tool_calls=self.parallel_tool_calls,
         )
-
-    def __call__(
-        self,
-        lm: Any,
-        lm_kwargs: dict[str, Any],
-        signature: type,
-        demos: list[dict[str, Any]],
-        inputs: dict[str, Any],
-    ) -> list[dict[str, Any]]:
-        # Only a parse failure falls back: LM errors (context window, provider) propagate from super().__call__.
-        try:
-            return super().__call__(lm, lm_kwargs, signature, demos, inputs)
-        except AdapterParseError:
-            fallback = self._json_fallback()
-            if fallback is None:
-                raise
-            return fallback(lm, lm_kwargs, signature, demos, inputs)
-
-    async def acall(
-        self,
-        lm: Any,
-        lm_kwargs: dict[str, Any],
-        signature: type,
-        demos: list[dict[str, Any]],
-        inputs: dict[str, Any],
-    ) -> list[dict[str, Any]]:
-        try:
-            return await super().acall(lm, lm_kwargs, signature, demos, inputs)
-        except AdapterParseError:
-            fallback = self._json_fallback()
-            if fallback is None:
-                raise
-            return await fallback.acall(lm, lm_kwargs, signature, demos, inputs)
 
     def _template(self, signature: type) -> Any:
         # Public pieces render through the template of this class's style (chat here, json in JSONAdapter).

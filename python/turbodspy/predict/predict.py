@@ -140,7 +140,11 @@ class Predict(Module, Parameter):
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         if args:
             raise ValueError(self._positional_args_error())
-        return await super().acall(**kwargs)
+        # Module.acall, inlined: one coroutine less per call of an async batch.
+        config = current()
+        if config["callbacks"] or self.callbacks:
+            return await self._acall_observed(**kwargs)
+        return await self._arun(config, (), kwargs)
 
     def _forward_preprocess(self, **kwargs: Any) -> tuple[Any, dict[str, Any], Any, list[Any], dict[str, Any]]:
         plan = self._plan

@@ -138,9 +138,11 @@ class _Progress:
     """The tqdm bar (with its items/s throughput), updated by whichever worker finishes an item."""
 
     def __init__(self, total: int, disable: bool, compare_results: bool) -> None:
-        import tqdm
+        self.bar = None
+        if not disable:  # a hidden bar shows nothing: tqdm is not even imported for it
+            import tqdm
 
-        self.bar = tqdm.tqdm(total=total, dynamic_ncols=True, disable=disable, file=sys.stdout)
+            self.bar = tqdm.tqdm(total=total, dynamic_ncols=True, file=sys.stdout)
         self.disabled = disable
         self.compare_results = compare_results
         self.total = total
@@ -161,7 +163,8 @@ class _Progress:
         self.bar.update(1)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 class ParallelExecutor:
