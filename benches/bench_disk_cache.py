@@ -1,5 +1,6 @@
-"""Disk cache, turbodspy vs DSPy 3.4.1 side by side: a disk hit with the memory tier empty, 8 processes writing
-at once, and bytes on disk per entry. Both libraries store the same responses under the same request keys.
+"""Disk cache, turbodspy vs DSPy 3.4.1 side by side: a disk hit with the memory tier empty (as a user meets it,
+`lm(prompt)` in a fresh process, and at the cache's own API), 8 processes writing at once, and bytes on disk per
+entry. Both libraries store the same responses under the same request keys.
 
 Run with `make bench` (or `pytest benches/bench_disk_cache.py --benchmark-enable`).
 """
@@ -316,3 +317,63 @@ def test_first_cached_call_in_a_fresh_process(benchmark, llm_server, tmp_path, m
         imported_litellm=any(c["litellm"] for c in calls),
     )
     print(f"\n{module}: first cached call {1000 * first:.2f} ms, litellm imported: {calls[-1]['litellm']}")
+
+
+# --- disk hits as a user meets them: lm(prompt) in a fresh process ---------------------------------------------
+
+FRESH_HITS = """
+import hashlib, json, statistics, sys, time
+dspy = __import__(sys.argv[1])
+dspy.configure_cache(disk_cache_dir=sys.argv[3])  # each library's defaults otherwise: the memory tier is on
+lm = dspy.LM("openai/gpt-4o-mini", api_base=sys.argv[2], api_key="sk-bench-0000000000", temperature=0.7)
+prompts = [f"Question {i}: what is {i} plus {i}? Answer with the number only." for i in range(int(sys.argv[4]))]
+times, answers = [], hashlib.sha256()
+clock = time.perf_counter_ns
+for prompt in prompts:
+    start = clock()
+    out = lm(prompt)
+    times.append(clock() - start)
+    answers.update(json.dumps(out).encode())
+print(json.dumps({"median_us": statistics.median(times) / 1000, "mean_us": statistics.mean(times) / 1000,
+                  "answers": answers.hexdigest(), "litellm": "litellm" in sys.modules}))
+"""
+
+_fresh_hits: dict[str, dict] = {}
+
+
+def _fresh_hits_run(module: str, base: str, cache_dir: Path) -> dict:
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONWARNINGS": "ignore"}
+    run = subprocess.run(
+        [sys.executable, "-c", FRESH_HITS, module, base, str(cache_dir), str(N_KEYS)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("module", ["dspy", "turbodspy"])
+def test_disk_hits_through_lm_in_a_fresh_process(benchmark, llm_server, tmp_path, module):
+    # A first process fills the cache through the server; each timed process is new, so every one of its
+    # 2,000 calls finds its memory tier empty and is answered from disk. The median is per call.
+    benchmark.group = "fresh process: lm(prompt) answered from disk, memory tier empty (per call, 2,000 keys)"
+    cache_dir = tmp_path / module
+    filled = _fresh_hits_run(module, llm_server.openai_base, cache_dir)
+    requests_after_fill = len(llm_server.model_requests)
+    runs = []
+    benchmark.pedantic(lambda: runs.append(_fresh_hits_run(module, llm_server.openai_base, cache_dir)), rounds=3)
+    assert len(llm_server.model_requests) == requests_after_fill, "a fresh process sent a request"
+    assert all(r["answers"] == filled["answers"] for r in runs), "a cached answer differs from the original"
+    median = statistics.median(r["median_us"] for r in runs)
+    benchmark.extra_info.update(median_call_us=median, imported_litellm=any(r["litellm"] for r in runs))
+    _fresh_hits[module] = {"median": median, "answers": filled["answers"]}
+    print(f"\n{module}: median disk hit through lm(prompt) {median:.2f} us, litellm imported: {runs[-1]['litellm']}")
+    if len(_fresh_hits) == 2:
+        ours, theirs = _fresh_hits["turbodspy"], _fresh_hits["dspy"]
+        assert ours["answers"] == theirs["answers"], "the libraries answered differently"
+        print(
+            f"[disk hit via lm()] turbodspy {ours['median']:.2f} us, dspy {theirs['median']:.2f} us: "
+            f"{theirs['median'] / ours['median']:.1f}x"
+        )

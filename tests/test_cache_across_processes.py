@@ -15,6 +15,8 @@ print(json.dumps({
     "answers": answers,
     "litellm_loaded": "litellm" in sys.modules,
     "cache_hits": sum(bool(getattr(e["response"], "cache_hit", False)) for e in lm.history),
+    "contents": [e["response"].choices[0].message.content for e in lm.history],
+    "response_models": [e["response_model"] for e in lm.history],
 }))
 """
 
@@ -35,6 +37,8 @@ def test_a_second_process_answers_from_disk_without_requests_or_litellm(llm_serv
     assert second["answers"] == first["answers"]
     assert len(llm_server.model_requests) == 20  # nothing new reached the server
     assert second["cache_hits"] == 20
+    assert second["contents"] == first["contents"] == first["answers"]
+    assert second["response_models"] == first["response_models"]
     assert second["litellm_loaded"] is False
     stored = b"".join(p.read_bytes() for p in (tmp_path / "cache").rglob("*") if p.is_file())
     assert b"sk-secret-in-process-only" not in stored

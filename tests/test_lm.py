@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import io
 import re
 import subprocess
@@ -266,6 +267,12 @@ def test_history_has_dspy_keys_and_never_the_api_key(llm_server):
     assert cached["outputs"] == fresh["outputs"]
     assert fresh["uuid"] != cached["uuid"]
     assert dspy.clients.history.GLOBAL_HISTORY[-1] is cached
+    # Local time as `datetime.now().isoformat()` writes it, in call order.
+    for entry in lm.history:
+        stamp = datetime.datetime.fromisoformat(entry["timestamp"])
+        assert stamp.isoformat() == entry["timestamp"]
+        assert abs((datetime.datetime.now() - stamp).total_seconds()) < 60
+    assert fresh["timestamp"] <= cached["timestamp"]
 
 
 def test_history_is_bounded_by_max_history_size(llm_server):

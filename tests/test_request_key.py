@@ -76,3 +76,28 @@ def test_tuples_serialise_as_arrays():
 def test_non_json_values_raise_a_typed_error(bad, message):
     with pytest.raises(_core.UnsupportedValueError, match=message):
         _core.request_key(bad)
+
+
+def test_the_same_long_string_object_keys_the_same_in_every_request_it_appears_in():
+    # A batch sends one system prompt object with every request; its key must not depend on what came before.
+    clean = "Your input fields are: `question`. " * 40
+    escaped = 'A prompt with "quotes", a tab\t, a newline\n and \\ slashes. ' * 10
+    for _ in range(3):
+        for text in (clean, escaped, clean + "!", escaped):
+            for i in range(3):
+                request = {"messages": [{"role": "system", "content": text}, {"role": "user", "content": str(i)}]}
+                assert _core.request_key(request) == orjson_key(request)
+
+
+def test_a_cache_subclass_that_overrides_cache_key_keeps_its_own():
+    from turbodspy.clients.cache import Cache
+
+    class PrefixedKeys(Cache):
+        def cache_key(self, request, ignored_args_for_cache_key=None, fn_identifier=None):
+            return "custom-" + super().cache_key(request, ignored_args_for_cache_key, fn_identifier)
+
+    cache = PrefixedKeys(enable_disk_cache=False, enable_memory_cache=True, disk_cache_dir=None)
+    assert cache.cache_key({"model": "m"}) == "custom-" + orjson_key({"model": "m"})
+    cache.put({"model": "m"}, {"answer": 1})
+    assert cache.get({"model": "m"}) == {"answer": 1}
+    assert "custom-" + orjson_key({"model": "m"}) in cache

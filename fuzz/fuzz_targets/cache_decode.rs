@@ -50,7 +50,16 @@ fuzz_target!(|data: &[u8]| {
         assert!(len <= data.len() + record::ALIGN);
         let _ = value::decode(rec.value, &mut Count(0));
     }
-    let _ = value::decode(data, &mut Count(0));
+    // A value that validates decodes, whole and member by member; members never panic on anything.
+    let decoded = value::decode(data, &mut Count(0));
+    assert_eq!(value::validate(data).is_ok(), decoded.is_ok());
+    if let Ok(members) = value::members(data) {
+        for (_, bytes) in members.map_while(Result::ok) {
+            if decoded.is_ok() {
+                assert!(value::decode(bytes, &mut Count(0)).is_ok());
+            }
+        }
+    }
     for found in segment::scan(data) {
         if let segment::Scanned::Good { offset, len, .. } = found {
             assert!(offset + len <= data.len() + record::ALIGN);

@@ -1,5 +1,7 @@
 """Typed stub of turbodspy's Rust core. Nothing outside the package imports `_core` directly."""
 
+from collections.abc import Callable, Sequence
+
 __version__: str
 
 class UnsupportedValueError(TypeError):
@@ -10,6 +12,18 @@ def request_key(request: dict[str, object], ignored: list[str] = ..., fn_identif
 
     `fn_identifier`, when given, is hashed as the member `_fn_identifier` (overriding one in `request`).
     """
+
+class RequestKeyer:
+    """`request_key` as a callable with `Cache.cache_key`'s parameters; requests holding non-JSON values
+    are keyed as `transform(request, ignored)`."""
+
+    def __init__(self, transform: Callable[[dict[str, object], Sequence[str]], dict[str, object]]) -> None: ...
+    def __call__(
+        self,
+        request: dict[str, object],
+        ignored_args_for_cache_key: Sequence[str] | None = None,
+        fn_identifier: str | None = None,
+    ) -> str: ...
 
 def call_id() -> str:
     """A fresh UUID4-format string, unique per call (not for secrets)."""

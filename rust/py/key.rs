@@ -30,7 +30,17 @@ thread_local! {
     static IGNORED: RefCell<Option<IgnoredNames>> = const { RefCell::new(None) };
     /// The buffer each request is written into, reused (it trades places with the hasher's kept request).
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Long strings seen lately that need no escaping. A batch sends the same system prompt object with
+    /// every request; a `str` never changes and the strong reference keeps its address its own, so the
+    /// same object again is copied without scanning it.
+    static CLEAN_STRINGS: RefCell<[Option<Py<PyString>>; CLEAN_STRING_SLOTS]> =
+        const { RefCell::new([const { None }; CLEAN_STRING_SLOTS]) };
 }
+
+/// How many clean long strings a thread remembers, and which lengths count as long: scanning below
+/// the lower bound costs less than the lookup, and nothing above the upper bound is kept alive.
+const CLEAN_STRING_SLOTS: usize = 4;
+const CLEAN_STRING_BYTES: std::ops::RangeInclusive<usize> = 256..=64 * 1024;
 
 /// A thread keeps its buffer only up to this size; a huge request's buffer is freed after use.
 const KEEP_SCRATCH_BYTES: usize = 256 * 1024;
@@ -77,6 +87,42 @@ pub fn request_key<'py>(
         py,
         std::str::from_utf8(&digest).expect("hex digits are ASCII"),
     ))
+}
+
+/// `Cache.cache_key` as one native call: the request key, and on a request holding non-JSON values
+/// (pydantic models, callables) the key of `transform(request, ignored)`, DSPy's treatment of them.
+#[pyclass(frozen, module = "turbodspy._core")]
+pub struct RequestKeyer {
+    transform: Py<PyAny>,
+}
+
+#[pymethods]
+impl RequestKeyer {
+    #[new]
+    fn new(transform: Py<PyAny>) -> Self {
+        RequestKeyer { transform }
+    }
+
+    #[pyo3(signature = (request, ignored_args_for_cache_key=None, fn_identifier=None))]
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        request: &Bound<'py, PyAny>,
+        ignored_args_for_cache_key: Option<&Bound<'py, PyAny>>,
+        fn_identifier: Option<&str>,
+    ) -> PyResult<Bound<'py, PyString>> {
+        match request_key(py, request, ignored_args_for_cache_key, fn_identifier) {
+            Err(e) if e.is_instance_of::<UnsupportedValueError>(py) => {
+                let ignored = match ignored_args_for_cache_key {
+                    Some(names) => names.clone(),
+                    None => PyTuple::empty(py).into_any(),
+                };
+                let transformed = self.transform.bind(py).call1((request, ignored))?;
+                request_key(py, &transformed, None, fn_identifier)
+            }
+            other => other,
+        }
+    }
 }
 
 fn ignored_names(ignored: Option<&Bound<'_, PyAny>>) -> PyResult<Rc<[String]>> {
@@ -198,7 +244,7 @@ fn write_value(value: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> PyR
     }
     // Exact types first, most frequent first: one pointer comparison each.
     if let Ok(s) = value.cast_exact::<PyString>() {
-        write_str(s.to_str()?, out);
+        write_exact_str(s, out)?;
     } else if let Ok(d) = value.cast_exact::<PyDict>() {
         write_dict(d, out, depth, &[], None)?;
     } else if let Ok(l) = value.cast_exact::<PyList>() {
@@ -231,6 +277,39 @@ fn write_value(value: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> PyR
             value.get_type().name()?
         )));
     }
+    Ok(())
+}
+
+fn write_exact_str(s: &Bound<'_, PyString>, out: &mut Vec<u8>) -> PyResult<()> {
+    let text = s.to_str()?;
+    if !CLEAN_STRING_BYTES.contains(&text.len()) {
+        write_str(text, out);
+        return Ok(());
+    }
+    CLEAN_STRINGS.with(|cell| {
+        let Ok(mut slots) = cell.try_borrow_mut() else {
+            write_str(text, out);
+            return;
+        };
+        if slots
+            .iter()
+            .flatten()
+            .any(|seen| seen.as_ptr() == s.as_ptr())
+        {
+            out.reserve(text.len() + 2);
+            out.push(b'"');
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'"');
+            return;
+        }
+        let start = out.len();
+        write_str(text, out);
+        // Written unescaped (two quotes more than its bytes): remember it, oldest slot out.
+        if out.len() - start == text.len() + 2 {
+            slots.rotate_right(1);
+            slots[0] = Some(s.clone().unbind());
+        }
+    });
     Ok(())
 }
 

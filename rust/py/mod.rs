@@ -17,12 +17,14 @@ mod signature;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(key::request_key, m)?)?;
+    m.add_class::<key::RequestKeyer>()?;
     m.add_function(wrap_pyfunction!(call_id, m)?)?;
     m.add(
         "UnsupportedValueError",
         m.py().get_type::<key::UnsupportedValueError>(),
     )?;
     m.add_class::<store::DiskStore>()?;
+    m.add_class::<store::StoredRecord>()?;
     m.add_function(wrap_pyfunction!(signature::parse_signature, m)?)?;
     m.add_function(wrap_pyfunction!(signature::signature_error, m)?)?;
     m.add_function(wrap_pyfunction!(signature::infer_ascii_prefix, m)?)?;

@@ -2,12 +2,12 @@
 
 use crate::store::record::{RecordMeta, ENCODING_TAGGED, KEY_LEN};
 use crate::store::value::{self, Builder, ValueError, Writer, MAX_DEPTH};
-use crate::store::{now_ms, Stats, Store, StoreError, VerifyReport};
+use crate::store::{now_ms, Found, Stats, Store, StoreError, VerifyReport};
 use pyo3::exceptions::{PyOSError, PyPermissionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use std::cell::RefCell;
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 /// The one place store errors become Python exceptions. I/O problems are `OSError` (with the errno), so
 /// the Python layer can catch them as one family and fall back to memory-only.
@@ -64,7 +64,6 @@ fn hex(key: &[u8; KEY_LEN]) -> String {
 #[pyclass(frozen, module = "turbodspy._core")]
 pub struct DiskStore {
     store: Store,
-    keys: Mutex<KeyCache>,
 }
 
 #[pymethods]
@@ -73,7 +72,6 @@ impl DiskStore {
     fn new(directory: PathBuf, size_limit_bytes: u64) -> Self {
         DiskStore {
             store: Store::new(directory, size_limit_bytes),
-            keys: Mutex::new(KeyCache::default()),
         }
     }
 
@@ -100,6 +98,33 @@ impl DiskStore {
         key: &str,
     ) -> PyResult<Option<(Bound<'py, PyAny>, usize)>> {
         self.lookup(py, key, true)
+    }
+
+    /// `(StoredRecord, encoded size in bytes, values of the named top-level members)` for `key`, or None:
+    /// the record checked whole, decoded only as far as the members asked for (None for any not present).
+    #[pyo3(signature = (key, members=None))]
+    fn get_stored<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+        members: Option<&Bound<'py, PyTuple>>,
+    ) -> PyResult<Option<(StoredRecord, usize, Bound<'py, PyTuple>)>> {
+        let Some(found) = self.find(py, key, true)? else {
+            return Ok(None);
+        };
+        // The record passed its checksum, so a malformed value means a file forged to match: still a miss.
+        if value::validate(&found.value).is_err() {
+            return Ok(None);
+        }
+        let record = StoredRecord {
+            bytes: found.value.into_boxed_slice(),
+        };
+        let values = match members {
+            Some(names) => record.members(py, names)?,
+            None => PyTuple::empty(py),
+        };
+        let size = record.bytes.len();
+        Ok(Some((record, size, values)))
     }
 
     /// Like `get` but not counted in the statistics (for export and inspection).
@@ -201,36 +226,105 @@ impl DiskStore {
 }
 
 impl DiskStore {
-    fn lookup<'py>(
-        &self,
-        py: Python<'py>,
-        key: &str,
-        count: bool,
-    ) -> PyResult<Option<(Bound<'py, PyAny>, usize)>> {
+    /// The record under `key` in the tagged encoding, checksum verified, or None.
+    fn find(&self, py: Python<'_>, key: &str, count: bool) -> PyResult<Option<Found>> {
         let key = parse_key(key)?;
         // Reads are a few microseconds of mapped memory: keep the GIL unless another thread holds the store.
         let found = match self.store.try_get(&key, count) {
             Some(found) => found,
             None => py.detach(|| self.store.get(&key, count)),
         };
-        let Some(found) = found.map_err(to_py)? else {
+        Ok(found
+            .map_err(to_py)?
+            .filter(|found| found.flags & 0xff == ENCODING_TAGGED))
+    }
+
+    fn lookup<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+        count: bool,
+    ) -> PyResult<Option<(Bound<'py, PyAny>, usize)>> {
+        let Some(found) = self.find(py, key, count)? else {
             return Ok(None);
         };
-        if found.flags & 0xff != ENCODING_TAGGED {
-            return Ok(None);
-        }
         // The record passed its checksum, so a decoding failure means a file forged to match: still a miss.
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(value::decode(
-            &found.value,
+        Ok(decode_objects(py, &found.value)
+            .ok()
+            .map(|record| (record, found.value.len())))
+    }
+}
+
+/// A record read from the store, checked (checksum and structure) but decoded only on request.
+#[pyclass(frozen, module = "turbodspy._core")]
+pub struct StoredRecord {
+    bytes: Box<[u8]>,
+}
+
+#[pymethods]
+impl StoredRecord {
+    /// The whole record as Python objects.
+    fn decode<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        decode_objects(py, &self.bytes)
+    }
+
+    /// The values of the named top-level members, in the order named; None for a member not present.
+    fn members<'py>(
+        &self,
+        py: Python<'py>,
+        names: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let names = names
+            .iter()
+            .map(|name| Ok(name.cast_into::<PyString>()?))
+            .collect::<PyResult<Vec<_>>>()?;
+        let wanted = names
+            .iter()
+            .map(|name| Ok(name.to_str()?.as_bytes()))
+            .collect::<PyResult<Vec<&[u8]>>>()?;
+        let mut found: Vec<Bound<'py, PyAny>> = vec![py.None().into_bound(py); names.len()];
+        let mut missing = wanted.len();
+        for member in value::members(&self.bytes)? {
+            let (key, bytes) = member?;
+            if let Some(at) = wanted.iter().position(|name| *name == key) {
+                found[at] = decode_objects(py, bytes)?;
+                missing -= 1;
+                if missing == 0 {
+                    break; // the record's other members are never walked
+                }
+            }
+        }
+        PyTuple::new(py, found)
+    }
+
+    /// The encoded size in bytes.
+    fn __len__(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+thread_local! {
+    static KEYS: RefCell<KeyCache> = RefCell::new(KeyCache::default());
+}
+
+fn decode_objects<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    KEYS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut keys) => value::decode(
+            bytes,
             &mut Objects {
                 py,
                 keys: &mut keys,
             },
-        )
-        .ok()
-        .map(|record| (record, found.value.len())))
-    }
+        ),
+        // Never reentered in practice (decoding runs no Python code); a fresh cache keeps it safe anyway.
+        Err(_) => value::decode(
+            bytes,
+            &mut Objects {
+                py,
+                keys: &mut KeyCache::default(),
+            },
+        ),
+    })
 }
 
 /// Encodes a JSON-native Python value; anything else is a `TypeError` naming the type.

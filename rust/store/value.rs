@@ -129,6 +129,59 @@ pub fn decode<B: Builder>(bytes: &[u8], builder: &mut B) -> Result<B::Value, B::
     Ok(value)
 }
 
+/// Checks that `bytes` hold exactly one well-formed value, without building anything: a value that passes
+/// decodes without error, so a reader may check at once and decode later, or only in part.
+pub fn validate(bytes: &[u8]) -> Result<(), ValueError> {
+    let mut reader = Reader { bytes, at: 0 };
+    reader.skip::<true>(0)?;
+    if reader.at != bytes.len() {
+        return Err(ValueError::TrailingBytes);
+    }
+    Ok(())
+}
+
+/// The members of a top-level object that passed [`validate`], in order, each as its key's UTF-8 bytes and
+/// its encoded value (a whole value for [`decode`]); read as they are asked for, so a caller that stops
+/// early never walks the rest. Strings are not checked again; other input gives an error or meaningless
+/// ranges, never a panic.
+pub fn members(bytes: &[u8]) -> Result<Members<'_>, ValueError> {
+    let mut reader = Reader { bytes, at: 0 };
+    if reader.byte()? != OBJECT {
+        return Err(ValueError::BadTag(bytes[0]));
+    }
+    let left = reader.count()?;
+    Ok(Members { reader, left })
+}
+
+pub struct Members<'a> {
+    reader: Reader<'a>,
+    left: usize,
+}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = Result<(&'a [u8], &'a [u8]), ValueError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let reader = &mut self.reader;
+        let mut member = || {
+            let len = reader.count()?;
+            let key = reader.take(len)?;
+            let start = reader.at;
+            reader.skip::<false>(1)?;
+            Ok((key, &reader.bytes[start..reader.at]))
+        };
+        let item = member();
+        if item.is_err() {
+            self.left = 0;
+        }
+        Some(item)
+    }
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -142,6 +195,13 @@ impl<'a> Reader<'a> {
     }
 
     fn varint(&mut self) -> Result<u64, ValueError> {
+        // Most lengths and counts fit one byte.
+        if let Some(&b) = self.bytes.get(self.at) {
+            if b < 0x80 {
+                self.at += 1;
+                return Ok(u64::from(b));
+            }
+        }
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -171,7 +231,58 @@ impl<'a> Reader<'a> {
 
     fn text(&mut self) -> Result<&'a str, ValueError> {
         let n = self.count()?;
-        std::str::from_utf8(self.take(n)?).map_err(|_| ValueError::BadUtf8)
+        let bytes = self.take(n)?;
+        // Member names and most values are short ASCII: one inlined word-wise check beats the call.
+        if bytes.len() <= 32 && bytes.is_ascii() {
+            // SAFETY: ASCII bytes are valid UTF-8.
+            return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+        }
+        std::str::from_utf8(bytes).map_err(|_| ValueError::BadUtf8)
+    }
+
+    /// Walks over one value with exactly the checks [`Reader::value`] makes, building nothing; with
+    /// `CHECK_UTF8` false, strings are skipped by length (for bytes already validated).
+    fn skip<const CHECK_UTF8: bool>(&mut self, depth: usize) -> Result<(), ValueError> {
+        if depth > MAX_DEPTH {
+            return Err(ValueError::TooDeep);
+        }
+        match self.byte()? {
+            NULL | FALSE | TRUE => {}
+            INT => {
+                self.varint()?;
+            }
+            BIG_INT => {
+                let digits = self.text()?;
+                big_int_digits(digits)?;
+            }
+            FLOAT => {
+                self.take(8)?;
+            }
+            STR => self.skip_text::<CHECK_UTF8>()?,
+            LIST => {
+                for _ in 0..self.count()? {
+                    self.skip::<CHECK_UTF8>(depth + 1)?;
+                }
+            }
+            OBJECT => {
+                for _ in 0..self.count()? {
+                    self.skip_text::<CHECK_UTF8>()?;
+                    self.skip::<CHECK_UTF8>(depth + 1)?;
+                }
+            }
+            tag => return Err(ValueError::BadTag(tag)),
+        }
+        Ok(())
+    }
+
+    fn skip_text<const CHECK_UTF8: bool>(&mut self) -> Result<(), ValueError> {
+        if CHECK_UTF8 {
+            self.text()?;
+        } else {
+            let n = self.count()?;
+            self.take(n)?;
+        }
+        Ok(())
     }
 
     fn value<B: Builder>(&mut self, b: &mut B, depth: usize) -> Result<B::Value, B::Error> {
@@ -188,10 +299,7 @@ impl<'a> Reader<'a> {
             }
             BIG_INT => {
                 let digits = self.text()?;
-                let unsigned = digits.strip_prefix('-').unwrap_or(digits);
-                if unsigned.is_empty() || !unsigned.bytes().all(|c| c.is_ascii_digit()) {
-                    return Err(ValueError::BadNumber.into());
-                }
+                big_int_digits(digits)?;
                 b.big_int(digits)
             }
             FLOAT => {
@@ -223,6 +331,15 @@ impl<'a> Reader<'a> {
             tag => Err(ValueError::BadTag(tag).into()),
         }
     }
+}
+
+/// A big integer's text: decimal digits, optionally after a '-'.
+fn big_int_digits(digits: &str) -> Result<(), ValueError> {
+    let unsigned = digits.strip_prefix('-').unwrap_or(digits);
+    if unsigned.is_empty() || !unsigned.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(ValueError::BadNumber);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -341,6 +458,44 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode(&bytes, &mut Tree);
+            if let Ok(members) = members(&bytes) {
+                members.for_each(drop);
+            }
+        }
+
+        #[test]
+        fn validate_accepts_exactly_what_decode_accepts(
+            v in values(),
+            flip in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut w = Writer::default();
+            encode(&v, &mut w);
+            prop_assert_eq!(validate(&w.buf), Ok(()));
+            let mut damaged = w.buf.clone();
+            let at = flip.index(damaged.len());
+            damaged[at] = byte;
+            damaged.truncate(cut.index(damaged.len()) + 1);
+            prop_assert_eq!(validate(&damaged), decode(&damaged, &mut Tree).map(|_| ()));
+        }
+
+        #[test]
+        fn members_decode_to_the_object_they_came_from(
+            m in proptest::collection::vec((any::<String>(), values()), 0..8),
+        ) {
+            let object = V::Object(RefCell::new(m.clone()));
+            let mut w = Writer::default();
+            encode(&object, &mut w);
+            let parts = members(&w.buf).expect("an encoded object");
+            let decoded: Vec<(String, V)> = parts
+                .map(|member| {
+                    let (k, bytes) = member.expect("a well-formed member");
+                    let key = String::from_utf8(k.to_vec()).expect("a UTF-8 key");
+                    (key, decode(bytes, &mut Tree).expect("a whole value"))
+                })
+                .collect();
+            prop_assert_eq!(decoded, m);
         }
     }
 
@@ -368,5 +523,10 @@ mod tests {
             decode(&[BIG_INT, 2, b'1', b'x'], &mut Tree),
             Err(ValueError::BadNumber)
         );
+        assert!(matches!(members(&[LIST, 0]), Err(ValueError::BadTag(LIST))));
+        let mut cut = members(&[OBJECT, 2, 1, b'a', NULL, 1]).expect("an object");
+        assert_eq!(cut.next(), Some(Ok((&b"a"[..], &[NULL][..]))));
+        assert_eq!(cut.next(), Some(Err(ValueError::Truncated)));
+        assert_eq!(cut.next(), None);
     }
 }

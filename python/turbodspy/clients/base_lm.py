@@ -222,9 +222,18 @@ class BaseLM:
             data = response_to_data(response)
         except (TypeError, ValueError):
             return None  # not data, so not cacheable; the caller still gets its answer
-        record = {"response": data, "usage": _plain_usage(usage), "cost": cost, "model": self.model}
+        # The outputs a hit returns are kept beside the response (as DSPy keeps them), so a hit read from disk
+        # decodes only them; the response is decoded when someone looks at it.
+        record = {  # what a hit reads first, first: a reader stops once it has found those members
+            "outputs": self._outputs(data, call.merged),
+            "cost": cost,
+            "response_model": data.get("model"),
+            "model": self.model,
+            "usage": _plain_usage(usage),
+            "response": data,
+        }
         entry = call.cache.store(call.key, record)
-        entry.derived = _Derived(CachedResponse(data, cost), outputs)
+        entry.derived = _Derived(CachedResponse(data, cost), data.get("model"), cost, outputs)
         return entry
 
     def _finish_waiter(self, call: PreparedCall, entry: CacheEntry | None, config: dict[str, Any]) -> list:
@@ -238,10 +247,7 @@ class BaseLM:
     ) -> list:
         derived = entry.derived
         if derived is None:
-            record = entry.record
-            response = CachedResponse(record["response"], record.get("cost"))
-            # Outputs from the plain data, not through the view: a first hit after a disk read pays this once.
-            derived = entry.derived = _Derived(response, self._outputs(record["response"], merged))
+            derived = entry.derived = self._derive(entry, merged)
         if not config["disable_history"]:
             self._record(
                 prompt,
@@ -249,12 +255,24 @@ class BaseLM:
                 kwargs,
                 derived.response,
                 derived.response_model,
-                _copy_outputs(derived.outputs) if derived.has_dicts else derived.outputs,
+                _copy_outputs(derived.outputs) if derived.needs_copies else derived.outputs,
                 {},
                 derived.cost,
                 config,
             )
-        return _copy_outputs(derived.outputs) if derived.has_dicts else list(derived.outputs)
+        return _copy_outputs(derived.outputs) if derived.needs_copies else list(derived.outputs)
+
+    def _derive(self, entry: CacheEntry, merged: dict) -> _Derived:
+        """What every hit on `entry` hands out, worked out by its first hit."""
+        leading = entry.leading
+        if leading is not None:
+            outputs, cost, response_model = leading
+            if isinstance(outputs, list):  # records written before outputs were kept lack them
+                return _Derived(CachedResponse(None, cost, entry.stored), response_model, cost, outputs)
+        record = entry.record
+        data, cost = record["response"], record.get("cost")
+        # Outputs from the plain data, not through the view.
+        return _Derived(CachedResponse(data, cost), data.get("model"), cost, self._outputs(data, merged))
 
     def _record(
         self,
@@ -403,15 +421,19 @@ def _observed(fn: Any) -> Any:
 class _Derived:
     """What a cache hit hands out, computed once per entry: the response view, its model and the outputs."""
 
-    __slots__ = ("cost", "has_dicts", "outputs", "response", "response_model")
+    __slots__ = ("cost", "needs_copies", "outputs", "response", "response_model")
 
-    def __init__(self, response: CachedResponse, outputs: list):
+    def __init__(self, response: CachedResponse, response_model: Any, cost: Any, outputs: list):
         self.response = response
-        self.response_model = response.get("model")
-        self.cost = response._cost
+        self.response_model = response_model
+        self.cost = cost
         # Its own copies: the first caller's outputs and history entry must not share objects with the cache.
-        self.outputs = tuple(copy.deepcopy(o) if isinstance(o, dict) else o for o in outputs)
-        self.has_dicts = any(isinstance(o, dict) for o in outputs)
+        self.needs_copies = False
+        for output in outputs:
+            if type(output) is not str:
+                self.needs_copies = True
+                break
+        self.outputs = tuple(_copy_outputs(outputs) if self.needs_copies else outputs)
 
 
 class PreparedCall:

@@ -30,15 +30,37 @@ IGNORED_KEY_ARGS = ("api_key", "api_base", "base_url")
 DEFAULT_MEMORY_MAX_BYTES = 1024**3
 
 
+# The leading members of an LM call's record: all a hit needs, read from disk without decoding the rest.
+LM_HIT_MEMBERS = ("outputs", "cost", "response_model")
+
+
 class CacheEntry:
-    """One cached record, plus whatever a reader derived from it once (so later hits skip the work)."""
+    """One cached record, plus whatever a reader derived from it once (so later hits skip the work).
 
-    __slots__ = ("derived", "record", "size")
+    A record read from disk stays a `StoredRecord` (checked, not decoded) until someone asks for all of it;
+    `leading` then holds the values of its `LM_HIT_MEMBERS`, all an LM hit needs.
+    """
 
-    def __init__(self, record: Any, size: int):
-        self.record = record
+    __slots__ = ("_record", "derived", "leading", "size")
+
+    def __init__(self, record: Any, size: int, leading: tuple | None = None):
+        self._record = record
         self.size = size
+        self.leading = leading
         self.derived: Any = None
+
+    @property
+    def record(self) -> Any:
+        record = self._record
+        if type(record) is _core.StoredRecord:
+            record = self._record = record.decode()
+        return record
+
+    @property
+    def stored(self) -> Any:
+        """The undecoded `StoredRecord` this entry came from disk as, or None."""
+        record = self._record
+        return record if type(record) is _core.StoredRecord else None
 
 
 class Cache:
@@ -67,6 +89,10 @@ class Cache:
         self._lock = threading.Lock()
         self.disk = _open_disk_tier(self.disk_cache_dir, disk_size_limit_bytes) if enable_disk_cache else None
         self.enabled = self.enable_memory_cache or self.disk is not None
+        if type(self).cache_key is Cache.cache_key:
+            # The same function as one native call (a batch keys every request; the Python frame costs
+            # as much as the key of a small one). A subclass that overrides `cache_key` keeps its own.
+            self.cache_key = _core.RequestKeyer(_transformed_request)
 
     # -- keys ---------------------------------------------------------------------------------------------------
 
@@ -84,9 +110,7 @@ class Cache:
         try:
             return _request_key(request, ignored, fn_identifier)
         except _core.UnsupportedValueError:
-            # Pydantic models and callables get DSPy's treatment before hashing.
-            transformed = {k: _transform_value(v) for k, v in request.items() if k not in ignored}
-            return _core.request_key(transformed, (), fn_identifier)
+            return _core.request_key(_transformed_request(request, ignored), (), fn_identifier)
 
     # -- the fast path used by the LM layer ---------------------------------------------------------------------
 
@@ -103,7 +127,7 @@ class Cache:
                     pass
                 return entry
         if self.disk is not None:
-            found = self.disk.get_sized(key)
+            found = self.disk.get_stored(key, LM_HIT_MEMBERS)
             if found is not None:
                 return self._remember(key, *found)
         return None
@@ -120,22 +144,27 @@ class Cache:
             return self._remember(key, record, size)
         return CacheEntry(record, size)
 
-    def _remember(self, key: str, record: Any, size: int) -> CacheEntry:
-        entry = CacheEntry(record, size)
+    def _remember(self, key: str, record: Any, size: int, leading: tuple | None = None) -> CacheEntry:
+        entry = CacheEntry(record, size, leading)
         if not self.enable_memory_cache:
             return entry
+        memory = self._memory
         with self._lock:
-            previous = self._memory.pop(key, None)
+            previous = memory.pop(key, None)
             if previous is not None:
                 self._memory_bytes -= previous.size
-            self._memory[key] = entry
+            memory[key] = entry
             self._memory_bytes += size
-            while self._memory and (
-                len(self._memory) > self.memory_max_entries or self._memory_bytes > self.memory_max_bytes
-            ):
-                _, evicted = self._memory.popitem(last=False)
-                self._memory_bytes -= evicted.size
+            if len(memory) > self.memory_max_entries or self._memory_bytes > self.memory_max_bytes:
+                self._evict_oldest()
         return entry
+
+    def _evict_oldest(self) -> None:
+        """Drop least recently used entries until both bounds hold (the caller holds the lock)."""
+        memory = self._memory
+        while memory and (len(memory) > self.memory_max_entries or self._memory_bytes > self.memory_max_bytes):
+            _, evicted = memory.popitem(last=False)
+            self._memory_bytes -= evicted.size
 
     # -- DSPy's generic API (request dicts in, values out) ------------------------------------------------------
 
@@ -231,6 +260,11 @@ def _is_json_native(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def _transformed_request(request: dict[str, Any], ignored: Any) -> dict[str, Any]:
+    """The request with pydantic models and callables given DSPy's treatment, ignored args left out."""
+    return {k: _transform_value(v) for k, v in request.items() if k not in ignored}
 
 
 def _transform_value(value: Any) -> Any:

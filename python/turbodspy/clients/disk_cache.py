@@ -164,6 +164,18 @@ class DiskCache:
             return None
         return found if found is not None and isinstance(found[0], dict) else None
 
+    def get_stored(self, key: str, members: tuple[str, ...] = ()) -> tuple[Any, int, tuple] | None:
+        """`(StoredRecord, size in bytes on disk, values of the named members)` for `key`, or None: the record
+        is checked whole and decoded only as far as those members (None for any it lacks)."""
+        store = self._store or self._get_store()
+        if store is None:
+            return None
+        try:
+            return store.get_stored(key, members)
+        except OSError as e:
+            self._disable(self._reason(e))
+            return None
+
     def put(self, key: str, record: dict[str, Any]) -> None:
         """Stores `record` under `key`. I/O problems warn once and turn writes off; they never raise.
 

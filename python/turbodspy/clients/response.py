@@ -17,7 +17,7 @@ class DataView:
     __slots__ = ("_data",)
 
     def __init__(self, data: dict[str, Any]):
-        object.__setattr__(self, "_data", data)
+        self._data = data
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -54,13 +54,25 @@ class DataView:
 
 
 class CachedResponse(DataView):
-    """A cached provider response: no usage is billed for it, and it says it came from the cache."""
+    """A cached provider response: no usage is billed for it, and it says it came from the cache.
 
-    __slots__ = ("_cost",)
+    Given a `StoredRecord` instead of data, it decodes the response on first access: a hit that nobody
+    inspects never pays for building it.
+    """
 
-    def __init__(self, data: dict[str, Any], cost: float | None = None):
-        super().__init__(data)
-        object.__setattr__(self, "_cost", cost)
+    __slots__ = ("_cost", "_stored")
+
+    def __init__(self, data: dict[str, Any] | None, cost: float | None = None, stored: Any = None):
+        if data is not None:
+            self._data = data
+        self._cost = cost
+        self._stored = stored
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_data":  # the slot is empty until the stored record is first read
+            data = self._data = self._stored.decode()["response"]
+            return data
+        return super().__getattr__(name)
 
     @property
     def usage(self) -> dict[str, Any]:

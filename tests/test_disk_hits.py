@@ -1,0 +1,107 @@
+"""A hit read from disk is decoded only as far as the call needs; everything a user can look at still matches
+the original call (outputs, the response in history, cost), records of the older shape still serve, and a
+record forged to pass its checksum is a miss."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import turbodspy as dspy
+from turbodspy.testing import Reply
+
+SECRET = "sk-disk-hits-0000"
+
+
+def openai_lm(server, **kwargs):
+    return dspy.LM("openai/gpt-4o-mini", api_base=server.openai_base, api_key=SECRET, temperature=0.7, **kwargs)
+
+
+def only_disk_key() -> str:
+    (key,) = dspy.cache.disk.keys()
+    return key
+
+
+def test_a_disk_hit_matches_the_original_call_in_outputs_history_and_cost(llm_server):
+    lm = openai_lm(llm_server)
+    first = lm("What is the capital of France?")
+    original = lm.history[-1]
+    dspy.cache.reset_memory_cache()  # what a fresh process starts with
+
+    again = lm("What is the capital of France?")
+    hit = lm.history[-1]
+    assert again == first
+    assert len(llm_server.model_requests) == 1
+    assert hit["response"].cache_hit is True and hit["usage"] == {}
+    assert hit["outputs"] == original["outputs"]
+    assert hit["response_model"] == original["response_model"]
+    assert hit["cost"] == original["cost"]
+    assert hit["response"].choices[0].message.content == first[0]
+    assert hit["response"].model == original["response"].model
+    assert hit["response"]["id"] == original["response"]["id"]
+
+
+def test_dict_outputs_from_disk_are_equal_and_cannot_change_the_cache(llm_server):
+    llm_server.script([Reply(text=None, tool_calls=[{"name": "search", "arguments": {"q": "dspy"}}])])
+    lm = openai_lm(llm_server)
+    (first,) = lm("use a tool")
+    dspy.cache.reset_memory_cache()
+    (from_disk,) = lm("use a tool")
+    assert from_disk == first
+    from_disk["tool_calls"][0]["function"]["name"] = "HACKED"
+    lm.history[-1]["outputs"][0]["tool_calls"].clear()
+    assert lm("use a tool")[0]["tool_calls"][0]["function"]["name"] == "search"
+    assert len(llm_server.model_requests) == 1
+
+
+def test_records_without_kept_outputs_still_serve_hits(llm_server):
+    lm = openai_lm(llm_server)
+    first = lm("an older record")
+    key = only_disk_key()
+    record = dspy.cache.disk.get(key)
+    assert record["outputs"] == first
+    older = {name: record[name] for name in ("response", "usage", "cost", "model")}  # the shape before outputs
+    dspy.cache.disk.put(key, older)
+    dspy.cache.reset_memory_cache()
+    assert lm("an older record") == first
+    assert lm.history[-1]["response"].choices[0].message.content == first[0]
+    assert len(llm_server.model_requests) == 1
+
+
+def test_the_generic_cache_api_returns_the_whole_record_of_a_disk_hit(llm_server):
+    lm = openai_lm(llm_server)
+    first = lm("whole record")
+    key = only_disk_key()
+    dspy.cache.reset_memory_cache()
+    entry = dspy.cache.lookup(key)
+    assert entry.record["outputs"] == first
+    assert entry.record["response"]["choices"][0]["message"]["content"] == first[0]
+    assert set(entry.record) == {"outputs", "cost", "response_model", "model", "usage", "response"}
+
+
+def _forge_value_keeping_the_checksum_valid(cache_dir) -> None:
+    """Replace the one record's value with malformed bytes of the same length, and fix its CRC to match:
+    what only deliberate tampering produces (random damage fails the checksum)."""
+    (segment,) = cache_dir.glob("seg-*.tds")
+    data = bytearray(segment.read_bytes())
+    at = data.index(b"TDR1")
+    (length,) = struct.unpack_from("<I", data, at + 8)
+    # An object holding one member whose string (length as a two-byte LEB128) is not UTF-8.
+    text = length - 7
+    assert 128 <= text < 128 * 128
+    forged = b"\x08\x01\x01a\x06" + bytes([0x80 | (text & 0x7F), text >> 7]) + b"\xff" * text
+    assert len(forged) == length
+    data[at + 72 : at + 72 + length] = forged
+    struct.pack_into("<I", data, at + 12, 0)
+    struct.pack_into("<I", data, at + 12, zlib.crc32(bytes(data[at : at + 72 + length])))
+    segment.write_bytes(bytes(data))
+
+
+def test_a_record_forged_to_pass_its_checksum_is_a_miss(llm_server, tmp_path):
+    lm = openai_lm(llm_server)
+    first = lm("forge me")
+    _forge_value_keeping_the_checksum_valid(dspy.cache.disk.directory)
+    dspy.cache.reset_memory_cache()
+    assert dspy.cache.disk.get_stored(only_disk_key()) is None
+    assert lm("forge me") == first  # asked again: the server answers deterministically
+    assert len(llm_server.model_requests) == 2
