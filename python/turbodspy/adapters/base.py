@@ -100,11 +100,11 @@ class Adapter:
     ) -> list[dict[str, Any]]:
         values = []
         output_names = _template.output_names(original_signature)
-        parse = self.parse if self._observed() else self._plain_parse.__get__(self)
+        parse = self.parse if self._observed() else self._plain_parse
         for output in outputs:
             logprobs = None
             text = output
-            if isinstance(output, dict):
+            if type(output) is not str and isinstance(output, dict):
                 text = output.get("text")
                 logprobs = output.get("logprobs")
             if not text:

@@ -83,7 +83,9 @@ class Module(BaseModule, metaclass=ProgramMeta):
 
     def _run(self, config: dict[str, Any], args: tuple, kwargs: dict[str, Any]) -> Any:
         # What `settings.context(caller_modules=[..., self])` does, without a generator per call.
-        token = _overrides.set({**config, "caller_modules": [*(config["caller_modules"] or ()), self]})
+        inner = config.copy()
+        inner["caller_modules"] = [*(config["caller_modules"] or ()), self]
+        token = _overrides.set(inner)
         try:
             if config["track_usage"] and config["usage_tracker"] is None:
                 with track_usage() as tracker:
@@ -95,7 +97,9 @@ class Module(BaseModule, metaclass=ProgramMeta):
             _overrides.reset(token)
 
     async def _arun(self, config: dict[str, Any], args: tuple, kwargs: dict[str, Any]) -> Any:
-        token = _overrides.set({**config, "caller_modules": [*(config["caller_modules"] or ()), self]})
+        inner = config.copy()
+        inner["caller_modules"] = [*(config["caller_modules"] or ()), self]
+        token = _overrides.set(inner)
         try:
             if config["track_usage"] and config["usage_tracker"] is None:
                 with track_usage() as tracker:

@@ -7,7 +7,6 @@ choice); the prediction's fields are the first choice's and `.completions` holds
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from turbodspy.primitives.example import Example
@@ -138,21 +137,24 @@ class _OneChoice:
         self.signature = signature
 
 
-_one_choice_by_signature: weakref.WeakKeyDictionary[Any, _OneChoice] = weakref.WeakKeyDictionary()
 _one_choice_without_signature = _OneChoice(None)
+_ONE_CHOICE = "__turbodspy_one_choice__"
 
 
 def _one_choice(signature: Any) -> _OneChoice:
-    """One shared marker per signature, so a batch of predictions does not hold one marker each."""
+    """One shared marker per signature, so a batch of predictions does not hold one marker each.
+
+    The marker is kept on the signature class itself (a subclass inherits its parent's, hence the check).
+    """
     if signature is None:
         return _one_choice_without_signature
-    try:
-        marker = _one_choice_by_signature.get(signature)
-        if marker is None:
-            marker = _one_choice_by_signature[signature] = _OneChoice(signature)
+    marker = getattr(signature, _ONE_CHOICE, None)
+    if marker is not None and marker.signature is signature:
         return marker
-    except TypeError:  # not weak-referenceable
-        return _OneChoice(signature)
+    marker = _OneChoice(signature)
+    if isinstance(signature, type):
+        type.__setattr__(signature, _ONE_CHOICE, marker)
+    return marker
 
 
 class Completions:
