@@ -13,11 +13,12 @@ import random
 import types
 from typing import Any, Literal, Union, get_args, get_origin
 
+from turbodspy.adapters.base import Adapter
 from turbodspy.clients.base_lm import BaseLM
 from turbodspy.predict.parameter import Parameter
 from turbodspy.primitives.module import Module
 from turbodspy.primitives.prediction import Prediction
-from turbodspy.settings import current
+from turbodspy.settings import current, current_overrides, global_config
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +28,17 @@ _CALL_KEYWORDS = frozenset({"new_signature", "signature", "demos", "config", "lm
 IS_TYPE_UNDEFINED = "IS_TYPE_UNDEFINED"
 
 _default_adapter: Any = None
+_ADAPTER_CALL = Adapter.__call__
 
 
 def _adapter() -> Any:
     adapter = current().get("adapter")
     if adapter is not None:
         return adapter
+    return _default_chat_adapter()
+
+
+def _default_chat_adapter() -> Any:
     global _default_adapter
     if _default_adapter is None:
         from turbodspy.adapters import ChatAdapter
@@ -246,7 +252,12 @@ class Predict(Module, Parameter):
 
     def forward(self, **kwargs: Any) -> Prediction:
         lm, config, signature, demos, kwargs = self._forward_preprocess(**kwargs)
-        completions = _adapter()(lm, lm_kwargs=config, signature=signature, demos=demos, inputs=kwargs)
+        adapter = (current_overrides() or global_config).get("adapter") or _default_adapter or _default_chat_adapter()
+        if type(adapter).__call__ is _ADAPTER_CALL:
+            # turbodspy's own adapters take these positionally (one keyword-argument dict less per call).
+            completions = _ADAPTER_CALL(adapter, lm, config, signature, demos, kwargs)
+        else:
+            completions = adapter(lm, lm_kwargs=config, signature=signature, demos=demos, inputs=kwargs)
         return self._forward_postprocess(completions, signature, **kwargs)
 
     async def aforward(self, **kwargs: Any) -> Prediction:
