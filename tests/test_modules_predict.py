@@ -280,3 +280,27 @@ def test_callbacks_see_module_adapter_and_lm_in_dspys_order(llm_server):
         sequences.append(recorder.events)
     assert sequences[0] == sequences[1]
     assert sequences[0][0] == "module_start" and sequences[0][-1] == "module_end" and "lm_start" in sequences[0]
+
+
+def test_an_adapter_with_its_own_call_signature_is_called_by_keyword():
+    class Reordered(dspy.ChatAdapter):
+        def __call__(self, lm, signature, inputs, demos, lm_kwargs):
+            self.seen = (signature.signature, inputs, demos, lm_kwargs)
+            return super().__call__(lm, lm_kwargs, signature, demos, inputs)
+
+    adapter = Reordered()
+    with dspy.context(lm=DummyLM([{"answer": "red"}]), adapter=adapter):
+        pred = dspy.Predict("question -> answer", temperature=0.3)(question="sky?")
+    assert pred.answer == "red"
+    assert adapter.seen == ("question -> answer", {"question": "sky?"}, [], {"temperature": 0.3})
+
+
+def test_inputs_named_like_call_keywords_keep_dspys_meaning():
+    # `demos` is both an input field here and a keyword Predict takes: as in DSPy, the keyword wins.
+    prompts = []
+    for lib, lm in ((dspy, DummyLM([{"answer": "ok"}])), (real_dspy, real_dspy.utils.DummyLM([{"answer": "ok"}]))):
+        with lib.context(lm=lm):
+            assert lib.Predict("question, demos -> answer")(question="q", demos=[]).answer == "ok"
+        prompts.append(lm.history[-1]["messages"])
+    assert prompts[0] == prompts[1]
+    assert "[[ ## demos ## ]]" not in prompts[0][-1]["content"]
