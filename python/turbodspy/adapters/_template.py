@@ -22,6 +22,7 @@ from turbodspy.adapters.utils import (
     serialize_for_json,
     translate_field_type,
 )
+from turbodspy.errors import AdapterParseError
 from turbodspy.signatures.signature import SignatureMeta
 
 _COMPILED = "__turbodspy_compiled__"
@@ -111,13 +112,73 @@ def parse_plan_for(signature: type) -> ParsePlan:
     return plan
 
 
-def chat_parsing(signature: type) -> tuple[Template, ParsePlan]:
-    """The chat template and parse plan of `signature`, for `ChatAdapter.parse` (one lookup per call)."""
+class ChatCall:
+    """What a ChatAdapter call needs of one signature: its chat template, and reading completions back."""
+
+    __slots__ = ("plan", "template")
+
+    def __init__(self, signature: type) -> None:
+        self.template = template_for(signature, "chat")
+        self.plan = parse_plan_for(signature)
+
+    def parse(self, signature: type, completion: str) -> dict[str, Any]:
+        """`ChatAdapter.parse`: the `[[ ## name ## ]]` sections of `completion`, coerced, in signature order."""
+        plan = self.plan
+        fields = self.template.split_chat(completion)
+        if not plan.all_str:
+            for name, text in fields.items():
+                coerce = plan.coercers[name]
+                if coerce is str:
+                    continue
+                try:
+                    fields[name] = coerce(text)
+                except ValueError as e:
+                    raise AdapterParseError(
+                        adapter_name="ChatAdapter",
+                        signature=signature,
+                        lm_response=completion,
+                        message=(
+                            f"Failed to parse field {name} with value {text} from the LM response. Error message: {e}"
+                        ),
+                    ) from e
+        fields = plan.complete(fields)
+        if len(fields) != len(plan.names):
+            raise AdapterParseError(
+                adapter_name="ChatAdapter", signature=signature, lm_response=completion, parsed_result=fields
+            )
+        return fields
+
+    def values(self, adapter_name: str, signature: type, outputs: list[Any]) -> list[dict[str, Any]]:
+        """`Adapter._call_postprocess` for a stock ChatAdapter: a successful parse already has every output field
+        in order, so there is nothing to fill in."""
+        values = []
+        for output in outputs:
+            logprobs = None
+            text = output
+            if type(output) is not str and isinstance(output, dict):
+                text = output.get("text")
+                logprobs = output.get("logprobs")
+            if not text:
+                raise AdapterParseError(
+                    adapter_name=adapter_name,
+                    signature=signature,
+                    lm_response=str(output),
+                    message="The LM returned an empty or null response.",
+                )
+            value = self.parse(signature, text)
+            if logprobs:
+                value["logprobs"] = logprobs
+            values.append(value)
+        return values
+
+
+def chat_call(signature: type) -> ChatCall:
+    """The `ChatCall` of `signature`, built on first use (one lookup per call)."""
     parts = _parts(signature)
-    pair = parts.get("chat_parsing")
-    if pair is None:
-        pair = parts["chat_parsing"] = (template_for(signature, "chat"), parse_plan_for(signature))
-    return pair
+    call = parts.get("chat_call")
+    if call is None:
+        call = parts["chat_call"] = ChatCall(signature)
+    return call
 
 
 def output_names(signature: type) -> tuple[str, ...]:

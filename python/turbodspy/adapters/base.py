@@ -15,6 +15,9 @@ from turbodspy.errors import AdapterParseError
 from turbodspy.settings import current_overrides, global_config
 from turbodspy.utils.callback import with_callbacks
 
+# The steps of a call, besides the `format` hooks: a subclass replacing any of them gets the step-by-step call.
+_CALL_STEPS = ("format", "parse", "_call_preprocess", "_call_postprocess")
+
 # The methods `format` composes. A subclass that overrides any of them gets the composed (Python) path, so its
 # override is honoured; otherwise the whole prompt is one call into the compiled Rust template.
 _FORMAT_HOOKS = (
@@ -72,6 +75,8 @@ class Adapter:
         cls._plain_parse = cls.parse.__wrapped__
         cls._fast_style = _fast_style_of(cls)
         cls._custom_field_layout = _overrides(cls, "format_field_with_value")
+        # A chat adapter that changes none of the steps of a call: `__call__` does them all in one go.
+        cls._stock_chat = cls._fast_style == "chat" and not any(_overrides(cls, name) for name in _CALL_STEPS)
 
     def _observed(self) -> bool:
         """Whether callbacks are in force for this adapter (or `format`/`parse` were replaced on the instance)."""
@@ -140,8 +145,17 @@ class Adapter:
         adapter has one; LM errors (context window, provider) propagate as they are.
         """
         try:
+            observed = self._observed()
+            if self._stock_chat and not observed:
+                # `_call_preprocess`, `format`, `_call_postprocess` and `parse` of ChatAdapter, without the calls.
+                if lm_kwargs and not self.use_native_function_calling:
+                    for key in ("tools", "tool_choice", "parallel_tool_calls"):
+                        lm_kwargs.pop(key, None)
+                chat = _template.chat_call(signature)
+                outputs = lm(messages=chat.template.format(demos, inputs), **lm_kwargs)
+                return chat.values(type(self).__name__, signature, outputs)
             processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
-            if self._observed():
+            if observed:
                 messages = self.format(processed, demos, inputs)
             else:
                 messages = self._plain_format(processed, demos, inputs)
@@ -163,8 +177,16 @@ class Adapter:
     ) -> list[dict[str, Any]]:
         """`__call__` with `await lm.acall(...)`."""
         try:
+            observed = self._observed()
+            if self._stock_chat and not observed:
+                if lm_kwargs and not self.use_native_function_calling:
+                    for key in ("tools", "tool_choice", "parallel_tool_calls"):
+                        lm_kwargs.pop(key, None)
+                chat = _template.chat_call(signature)
+                outputs = await lm.acall(messages=chat.template.format(demos, inputs), **lm_kwargs)
+                return chat.values(type(self).__name__, signature, outputs)
             processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
-            if self._observed():
+            if observed:
                 messages = self.format(processed, demos, inputs)
             else:
                 messages = self._plain_format(processed, demos, inputs)
@@ -338,3 +360,4 @@ def _fast_style_of(cls: type) -> str | None:
 # The base class is not decorated (only its subclasses are), so its plain methods are its own.
 Adapter._plain_format = Adapter.format  # type: ignore[attr-defined]
 Adapter._plain_parse = Adapter.parse  # type: ignore[attr-defined]
+Adapter._stock_chat = False  # type: ignore[attr-defined]

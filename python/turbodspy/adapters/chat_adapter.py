@@ -13,7 +13,6 @@ from pydantic.fields import FieldInfo
 from turbodspy.adapters import _template
 from turbodspy.adapters.base import Adapter
 from turbodspy.adapters.utils import format_field_value, translate_field_type
-from turbodspy.errors import AdapterParseError
 
 
 class FieldInfoWithName(NamedTuple):
@@ -135,30 +134,7 @@ class ChatAdapter(Adapter):
 
     def parse(self, signature: type, completion: str) -> dict[str, Any]:
         """The output fields in `completion`'s `[[ ## name ## ]]` sections, coerced to their annotations."""
-        template, plan = _template.chat_parsing(signature)
-        fields = template.split_chat(completion)
-        if not plan.all_str:
-            for name, text in fields.items():
-                coerce = plan.coercers[name]
-                if coerce is str:
-                    continue
-                try:
-                    fields[name] = coerce(text)
-                except ValueError as e:
-                    raise AdapterParseError(
-                        adapter_name="ChatAdapter",
-                        signature=signature,
-                        lm_response=completion,
-                        message=(
-                            f"Failed to parse field {name} with value {text} from the LM response. Error message: {e}"
-                        ),
-                    ) from e
-        fields = plan.complete(fields)
-        if len(fields) != len(plan.names):
-            raise AdapterParseError(
-                adapter_name="ChatAdapter", signature=signature, lm_response=completion, parsed_result=fields
-            )
-        return fields
+        return _template.chat_call(signature).parse(signature, completion)
 
     def format_finetune_data(
         self, signature: type, demos: list[dict[str, Any]], inputs: dict[str, Any], outputs: dict[str, Any]
