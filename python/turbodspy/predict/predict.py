@@ -138,7 +138,7 @@ class Predict(Module, Parameter):
         if args:
             raise ValueError(self._positional_args_error())
         # Module.__call__, inlined: this is the hottest path of a cached batch run.
-        config = current()
+        config = current_overrides() or global_config
         if config["callbacks"] or self.callbacks:
             return self._call_observed(**kwargs)
         return self._run(config, (), kwargs)
@@ -147,14 +147,14 @@ class Predict(Module, Parameter):
         if args:
             raise ValueError(self._positional_args_error())
         # Module.acall, inlined: one coroutine less per call of an async batch.
-        config = current()
+        config = current_overrides() or global_config
         if config["callbacks"] or self.callbacks:
             return await self._acall_observed(**kwargs)
         return await self._arun(config, (), kwargs)
 
     def _forward_preprocess(self, **kwargs: Any) -> tuple[Any, dict[str, Any], Any, list[Any], dict[str, Any]]:
         plan = self._plan
-        settings = current()
+        settings = current_overrides() or global_config
         if plan is not None and plan.plain and plan.signature is self.signature and plan.names.issuperset(kwargs):
             # The common call: only input fields, so no keyword below is present.
             signature = plan.signature
@@ -240,7 +240,7 @@ class Predict(Module, Parameter):
 
     def _forward_postprocess(self, completions: list[dict[str, Any]], signature: Any, **kwargs: Any) -> Prediction:
         pred = Prediction.from_completions(completions, signature=signature)
-        settings = current()
+        settings = current_overrides() or global_config
         trace = settings["trace"]
         max_size = settings["max_trace_size"]
         if kwargs.pop("_trace", True) and trace is not None and max_size > 0:

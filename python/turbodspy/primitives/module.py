@@ -13,7 +13,7 @@ from turbodspy.clients.history import CallHistory, pretty_print_history
 from turbodspy.primitives.base_module import BaseModule
 from turbodspy.primitives.example import Example
 from turbodspy.primitives.prediction import Prediction
-from turbodspy.settings import _overrides, current
+from turbodspy.settings import _overrides, current, current_overrides, global_config
 from turbodspy.utils.callback import with_callbacks
 from turbodspy.utils.usage_tracker import track_usage
 
@@ -61,13 +61,13 @@ class Module(BaseModule, metaclass=ProgramMeta):
         self.__dict__.setdefault("callbacks", [])
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        config = current()
+        config = current_overrides() or global_config
         if config["callbacks"] or self.callbacks:
             return self._call_observed(*args, **kwargs)
         return self._run(config, args, kwargs)
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
-        config = current()
+        config = current_overrides() or global_config
         if config["callbacks"] or self.callbacks:
             return await self._acall_observed(*args, **kwargs)
         return await self._arun(config, args, kwargs)
