@@ -229,7 +229,8 @@ class Predict(Module, Parameter):
                         _type_name(annotation),
                         value,
                     )
-        if not plan.names.issubset(kwargs):
+        # On the common path kwargs hold only input fields, so all are present when the counts agree.
+        if not (plan.names.issubset(kwargs) if extra else len(kwargs) == len(plan.names)):
             missing = [k for k in signature.input_fields if k not in kwargs and k not in plan.allows_none]
             if missing:
                 present = [k for k in signature.input_fields if k in kwargs]
