@@ -304,3 +304,23 @@ def test_inputs_named_like_call_keywords_keep_dspys_meaning():
         prompts.append(lm.history[-1]["messages"])
     assert prompts[0] == prompts[1]
     assert "[[ ## demos ## ]]" not in prompts[0][-1]["content"]
+
+
+@pytest.mark.parametrize(
+    ("signature", "inputs"),
+    [
+        ("question, context -> answer", {"question": "q"}),  # an input missing
+        ("question -> answer", {"question": "q", "hint": "h"}),  # an input the signature does not have
+        ("question: str, count: int -> answer", {"question": "q", "count": "three"}),  # a value of the wrong type
+        ("question: str, count: int -> answer", {"question": "q", "count": 3}),  # nothing to warn about
+    ],
+)
+def test_input_warnings_match_dspy(caplog, signature, inputs):
+    warnings = []
+    for lib, lm in ((dspy, DummyLM([{"answer": "ok"}])), (real_dspy, real_dspy.utils.DummyLM([{"answer": "ok"}]))):
+        caplog.clear()
+        with caplog.at_level("WARNING"), lib.context(lm=lm):
+            assert lib.Predict(signature)(**inputs).answer == "ok"
+        warnings.append([r.getMessage() for r in caplog.records if r.name.endswith("predict.predict")])
+    assert warnings[0] == warnings[1]
+    assert bool(warnings[0]) == (inputs != {"question": "q", "count": 3})
