@@ -231,3 +231,26 @@ def test_async_batch_works_in_a_forked_child():
 
 def _child_batch():
     return [r.y for r in AsyncSquare(delay=0).batch(examples(range(4)), disable_progress_bar=True)]
+
+
+class Echo(dspy.Module):
+    """Returns the keyword arguments it was called with, in order (sync and async)."""
+
+    def forward(self, **kwargs):
+        return list(kwargs.items())
+
+    async def aforward(self, **kwargs):
+        return list(kwargs.items())
+
+
+@pytest.mark.parametrize("num_threads", [None, 1])  # the async path, then the threaded one
+def test_programs_get_exactly_the_inputs_of_each_example(num_threads):
+    examples = [
+        dspy.Example(b="2", a="1", label="x").with_inputs("a", "b"),  # record order, not with_inputs order
+        dspy.Example(question="q", answer="a").with_inputs("question"),
+        dspy.Example(answer="a").with_inputs("question"),  # the input is missing from the record
+        dspy.Example(dspy_uuid="u", question="q").with_inputs("dspy_uuid"),  # internal fields never go in
+    ]
+    expected = [list(ex.inputs().items()) for ex in examples]
+    assert Echo().batch(examples, num_threads=num_threads, disable_progress_bar=True) == expected
+    assert expected[0] == [("b", "2"), ("a", "1")] and expected[2] == [] and expected[3] == []

@@ -109,7 +109,13 @@ def _input_kwargs(example: Example) -> dict[str, Any]:
     keys = example._input_keys
     if keys is None:
         example.inputs()  # raises the ValueError that says to call `with_inputs`
-    return {k: v for k, v in example._store.items() if k in keys and not k.startswith("dspy_")}
+    store = example._store
+    if len(keys) == 1:  # the common case: no filtering pass over the whole record
+        for key in keys:
+            if key in store and not key.startswith("dspy_"):
+                return {key: store[key]}
+            return {}
+    return {k: v for k, v in store.items() if k in keys and not k.startswith("dspy_")}
 
 
 def _has_async_path(module: Any, example: Any) -> bool:

@@ -371,23 +371,30 @@ class ParallelExecutor:
         results: list[Any] = [_UNSET] * len(data)
         progress = _Progress(len(data), self.disable_progress_bar, self.compare_results)
         next_index = iter(range(len(data)))
+        cancelled = self.cancel_jobs.is_set
+        rate_limiter = self.rate_limiter
+        # A hidden bar has nothing to show: items then skip the progress bookkeeping.
+        advance = None if self.disable_progress_bar else progress.advance
 
         async def run_items() -> None:
             for index in next_index:
-                if self.cancel_jobs.is_set():
+                if cancelled():
                     return
-                if self.rate_limiter is not None:
-                    await self.rate_limiter.await_slot()
-                    if self.cancel_jobs.is_set():
+                if rate_limiter is not None:
+                    await rate_limiter.await_slot()
+                    if cancelled():
                         return
                 item = data[index]
-                outcome = error = None
                 try:
                     outcome = await afunction(item)
                 except Exception as e:
-                    error = e
-                self._record(results, index, item, outcome, error)
-                progress.advance(error if error is not None else outcome)
+                    self._record(results, index, item, None, e)
+                    if advance is not None:
+                        advance(e)
+                    continue
+                results[index] = outcome
+                if advance is not None:
+                    advance(outcome)
 
         # Each worker is a task, so it runs in its own copy of the caller's context.
         workers = [asyncio.ensure_future(run_items()) for _ in range(min(concurrency, len(data)))]
