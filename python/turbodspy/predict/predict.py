@@ -240,7 +240,7 @@ class Predict(Module, Parameter):
         return lm, config, signature, demos, kwargs
 
     def _forward_postprocess(self, completions: list[dict[str, Any]], signature: Any, **kwargs: Any) -> Prediction:
-        pred = Prediction.from_completions(completions, signature=signature)
+        pred = Prediction.from_completions(completions, signature)
         settings = current_overrides() or global_config
         trace = settings["trace"]
         max_size = settings["max_trace_size"]

@@ -11,6 +11,8 @@ from typing import Any
 
 from turbodspy.primitives.example import Example
 
+_set_attribute = object.__setattr__
+
 
 class Prediction(Example):
     """Output fields of a module call; `.completions` for all choices, `get_lm_usage()` for token usage."""
@@ -36,16 +38,16 @@ class Prediction(Example):
     def from_completions(cls, list_or_dict: list[dict[str, Any]] | dict[str, list[Any]], signature: Any = None):
         """A prediction whose fields are the first completion's, keeping all of them in `.completions`."""
         obj = cls.__new__(cls)
-        if isinstance(list_or_dict, list) and len(list_or_dict) == 1 and type(list_or_dict[0]) is dict:
+        if type(list_or_dict) is list and len(list_or_dict) == 1 and type(list_or_dict[0]) is dict:
             # One choice, the common case: its dict becomes the fields, and `.completions` is built from them on
             # first read, or before the first change to a field (so it always shows what the LM answered).
-            object.__setattr__(obj, "_store", list_or_dict[0])
-            object.__setattr__(obj, "_choices", _one_choice(signature))
+            _set_attribute(obj, "_store", list_or_dict[0])
+            _set_attribute(obj, "_choices", _one_choice(signature))
         else:
             choices = Completions(list_or_dict, signature=signature)
-            object.__setattr__(obj, "_store", {k: v[0] for k, v in choices._completions.items()})
-            object.__setattr__(obj, "_choices", choices)
-        object.__setattr__(obj, "_lm_usage", None)
+            _set_attribute(obj, "_store", {k: v[0] for k, v in choices._completions.items()})
+            _set_attribute(obj, "_choices", choices)
+        _set_attribute(obj, "_lm_usage", None)
         return obj
 
     @property
