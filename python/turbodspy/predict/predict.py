@@ -253,7 +253,9 @@ class Predict(Module, Parameter):
 
     def forward(self, **kwargs: Any) -> Prediction:
         lm, config, signature, demos, kwargs = self._forward_preprocess(**kwargs)
-        adapter = (current_overrides() or global_config).get("adapter") or _default_adapter or _default_chat_adapter()
+        adapter = (current_overrides() or global_config).get("adapter")
+        if adapter is None:
+            adapter = _default_adapter or _default_chat_adapter()
         if type(adapter).__call__ is _ADAPTER_CALL:
             # turbodspy's own adapters take these positionally (one keyword-argument dict less per call).
             completions = _ADAPTER_CALL(adapter, lm, config, signature, demos, kwargs)
