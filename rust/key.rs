@@ -47,19 +47,6 @@ pub fn key_of_canonical(canonical: &[u8]) -> String {
     PREFIX_HASHER.with(|hasher| hasher.borrow_mut().sha256_hex(canonical))
 }
 
-/// [`key_of_canonical`] that keeps `canonical` as this thread's previous request without copying it:
-/// the buffer comes back empty (it holds the request before, for the caller to write the next one into).
-pub fn key_of_canonical_buffer(canonical: &mut Vec<u8>) -> [u8; 64] {
-    PREFIX_HASHER.with(|hasher| match hasher.try_borrow_mut() {
-        Ok(mut hasher) => hasher.sha256_hex_keeping(canonical),
-        Err(_) => {
-            let digest = hex(&Sha256::digest(&canonical[..]));
-            canonical.clear();
-            digest
-        }
-    })
-}
-
 thread_local! {
     static PREFIX_HASHER: RefCell<PrefixHasher> = RefCell::new(PrefixHasher::default());
 }

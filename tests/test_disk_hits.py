@@ -105,3 +105,6 @@ def test_a_record_forged_to_pass_its_checksum_is_a_miss(llm_server, tmp_path):
     assert dspy.cache.disk.get_stored(only_disk_key()) is None
     assert lm("forge me") == first  # asked again: the server answers deterministically
     assert len(llm_server.model_requests) == 2
+    report = dspy.cache.disk.verify()  # the forged record is damage; the fresh answer stored after it is not
+    assert (report["bad"], report["ok"], report["entries"]) == (1, 1, 1)
+    assert any((dspy.cache.disk.directory / "quarantine").iterdir())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import io
+import os
 import re
 import subprocess
 import sys
@@ -411,3 +412,22 @@ def test_text_that_is_not_valid_unicode_gets_a_clear_error(llm_server):
     with pytest.raises(ValueError, match="lone surrogate"):
         openai_lm(llm_server)("broken \ud800 text")
     assert llm_server.model_requests == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_history_ids_of_a_forked_child_never_repeat_its_parents():
+    from turbodspy import _core
+
+    before = [_core.call_id() for _ in range(100)]
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its ids go back through the pipe
+        os.write(write_end, "\n".join(_core.call_id() for _ in range(500)).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        child = set(pipe.read().split("\n"))
+    os.waitpid(pid, 0)
+    parent = {_core.call_id() for _ in range(500)}  # the parent goes on from the same counter
+    assert len(child) == 500 and len(parent) == 500
+    assert not child & parent and not child & set(before)

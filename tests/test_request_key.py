@@ -101,3 +101,9 @@ def test_a_cache_subclass_that_overrides_cache_key_keeps_its_own():
     cache.put({"model": "m"}, {"answer": 1})
     assert cache.get({"model": "m"}) == {"answer": 1}
     assert "custom-" + orjson_key({"model": "m"}) in cache
+
+
+@pytest.mark.parametrize("request_", [{"\ud800": 1}, {"messages": [{"content": "a lone \ud800 surrogate"}]}])
+def test_text_that_is_not_valid_unicode_is_refused_not_hashed(request_):
+    with pytest.raises(UnicodeEncodeError):
+        _core.request_key(request_)

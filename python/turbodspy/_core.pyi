@@ -1,6 +1,6 @@
 """Typed stub of turbodspy's Rust core. Nothing outside the package imports `_core` directly."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 __version__: str
 
@@ -13,20 +13,19 @@ def request_key(request: dict[str, object], ignored: list[str] = ..., fn_identif
     `fn_identifier`, when given, is hashed as the member `_fn_identifier` (overriding one in `request`).
     """
 
-class RequestKeyer:
-    """`request_key` as a callable with `Cache.cache_key`'s parameters; requests holding non-JSON values
-    are keyed as `transform(request, ignored)`."""
-
-    def __init__(self, transform: Callable[[dict[str, object], Sequence[str]], dict[str, object]]) -> None: ...
-    def __call__(
-        self,
-        request: dict[str, object],
-        ignored_args_for_cache_key: Sequence[str] | None = None,
-        fn_identifier: str | None = None,
-    ) -> str: ...
+def cache_key(
+    request: dict[str, object],
+    ignored_args_for_cache_key: Sequence[str] | None = None,
+    fn_identifier: str | None = None,
+) -> str:
+    """`request_key`, or for a request holding non-JSON values the key of
+    `turbodspy.clients.cache.transformed_request(request, ignored)`."""
 
 def call_id() -> str:
     """A fresh UUID4-format string, unique per call (not for secrets)."""
+
+def call_ids_after_fork() -> None:
+    """Run in a forked child, so its call ids never repeat its parent's."""
 
 class DiskStore:
     """A cache directory shared by processes: append-only segment files and a mapped hash index.

@@ -11,14 +11,21 @@ mod template;
 fn call_id() -> String {
     crate::call_id::uuid4()
 }
+
+/// Run in a forked child (`os.register_at_fork`), so its call ids never repeat its parent's.
+#[pyfunction]
+fn call_ids_after_fork() {
+    crate::call_id::after_fork()
+}
 mod signature;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(key::request_key, m)?)?;
-    m.add_class::<key::RequestKeyer>()?;
+    m.add_function(wrap_pyfunction!(key::cache_key, m)?)?;
     m.add_function(wrap_pyfunction!(call_id, m)?)?;
+    m.add_function(wrap_pyfunction!(call_ids_after_fork, m)?)?;
     m.add(
         "UnsupportedValueError",
         m.py().get_type::<key::UnsupportedValueError>(),

@@ -201,7 +201,9 @@ impl DiskStore {
             index_was_unreadable,
             index_rebuilt,
             entries,
-        } = py.detach(|| self.store.verify()).map_err(to_py)?;
+        } = py
+            .detach(|| self.store.verify(&|bytes| value::validate(bytes).is_ok()))
+            .map_err(to_py)?;
         let d = PyDict::new(py);
         d.set_item("checked", ok + bad)?;
         d.set_item("ok", ok)?;

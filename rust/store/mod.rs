@@ -165,6 +165,14 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Tells whether a value's bytes decode (the store itself treats values as opaque bytes).
+pub type ValueCheck<'a> = &'a dyn Fn(&[u8]) -> bool;
+
+/// Whether a record's value passes `check` (a value in an encoding `check` does not read is left alone).
+fn well_formed(record: &record::Record<'_>, check: ValueCheck<'_>) -> bool {
+    record.flags & 0xff != record::ENCODING_TAGGED || check(record.value)
+}
+
 /// The index shard holding `key`: a key byte the slot tag and home slot do not use.
 pub fn shard_of(key: &[u8; KEY_LEN]) -> usize {
     usize::from(key[KEY_LEN - 1]) % SHARDS
@@ -630,12 +638,15 @@ impl Store {
 
     /// Under the lock: reads every segment and writes an index of the good records.
     fn rebuild_from_segments(&self, st: &mut State) -> Result<VerifyReport> {
-        self.rebuild_with(st, false)
+        self.rebuild_with(st, None)
     }
 
     /// Scans every segment and writes all shards from the good records (the newest record of a key
     /// wins). Bad ranges are copied to `quarantine/` when `quarantine` is set.
-    fn rebuild_with(&self, st: &mut State, quarantine: bool) -> Result<VerifyReport> {
+    /// A new index from every record the segments hold. `verify` passes its check of values: records that
+    /// fail it, and damaged bytes, are then counted and quarantined.
+    fn rebuild_with(&self, st: &mut State, verify: Option<ValueCheck<'_>>) -> Result<VerifyReport> {
+        let quarantine = verify.is_some();
         let mut report = VerifyReport::default();
         let mut latest: HashMap<[u8; KEY_LEN], Location> = HashMap::new();
         let mut data_bytes = 0;
@@ -656,7 +667,7 @@ impl Store {
                         offset,
                         len,
                         record,
-                    } => {
+                    } if verify.is_none_or(|check| well_formed(&record, check)) => {
                         report.ok += 1;
                         let loc = Location {
                             segment: id,
@@ -665,7 +676,10 @@ impl Store {
                         };
                         latest.insert(*record.key, loc);
                     }
-                    segment::Scanned::Bad { offset, len } => {
+                    // A record whose checksum holds but whose value does not decode was forged to match:
+                    // damage all the same (reads already treat it as a miss).
+                    segment::Scanned::Good { offset, len, .. }
+                    | segment::Scanned::Bad { offset, len } => {
                         report.bad += 1;
                         if quarantine {
                             self.quarantine(id, offset, &map[offset..offset + len])?;
@@ -822,7 +836,9 @@ impl Store {
 
     /// Checks every record of every segment, copies damaged bytes to `quarantine/`, and rebuilds the index
     /// from the good records.
-    pub fn verify(&self) -> Result<VerifyReport> {
+    /// Checks every record (its checksum, and its value with `well_formed`), quarantines damage and rebuilds
+    /// the index from the good records.
+    pub fn verify(&self, well_formed: ValueCheck<'_>) -> Result<VerifyReport> {
         self.locked(|st| {
             let mut damaged = 0;
             let mut unreadable = false;
@@ -837,7 +853,7 @@ impl Store {
                     None => unreadable |= self.shard_path(i).exists(),
                 }
             }
-            let mut report = self.rebuild_with(st, true)?;
+            let mut report = self.rebuild_with(st, Some(well_formed))?;
             report.damaged_slots = damaged;
             report.index_was_unreadable = unreadable;
             Ok(report)

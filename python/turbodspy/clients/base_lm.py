@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import importlib
 import inspect
+import os
 import warnings
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -22,6 +23,9 @@ from turbodspy.clients.response import CachedResponse, get_field, response_to_da
 from turbodspy.clients.secrets import without_credentials
 from turbodspy.settings import current as current_settings
 from turbodspy.settings import current_overrides, global_config
+
+if hasattr(os, "register_at_fork"):  # history ids of a forked child must not repeat its parent's
+    os.register_at_fork(after_in_child=_core.call_ids_after_fork)
 
 if TYPE_CHECKING:
     from concurrent.futures import Future

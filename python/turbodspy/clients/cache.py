@@ -92,7 +92,7 @@ class Cache:
         if type(self).cache_key is Cache.cache_key:
             # The same function as one native call (a batch keys every request; the Python frame costs
             # as much as the key of a small one). A subclass that overrides `cache_key` keeps its own.
-            self.cache_key = _core.RequestKeyer(_transformed_request)
+            self.cache_key = _core.cache_key
 
     # -- keys ---------------------------------------------------------------------------------------------------
 
@@ -110,7 +110,7 @@ class Cache:
         try:
             return _request_key(request, ignored, fn_identifier)
         except _core.UnsupportedValueError:
-            return _core.request_key(_transformed_request(request, ignored), (), fn_identifier)
+            return _core.request_key(transformed_request(request, ignored), (), fn_identifier)
 
     # -- the fast path used by the LM layer ---------------------------------------------------------------------
 
@@ -262,8 +262,9 @@ def _is_json_native(value: Any) -> bool:
     return True
 
 
-def _transformed_request(request: dict[str, Any], ignored: Any) -> dict[str, Any]:
-    """The request with pydantic models and callables given DSPy's treatment, ignored args left out."""
+def transformed_request(request: dict[str, Any], ignored: Any) -> dict[str, Any]:
+    """The request with pydantic models and callables given DSPy's treatment, ignored args left out.
+    (`_core.cache_key` calls it by this name for requests that are not plain data.)"""
     return {k: _transform_value(v) for k, v in request.items() if k not in ignored}
 
 

@@ -2,7 +2,8 @@
 
 LiteLLM is imported on the first provider call, never before, with its model-cost map read locally so it never
 reaches for the network on import. Retries cover rate limits, 5xx and connection failures with exponential
-backoff that honours the provider's `Retry-After`.
+backoff that honours the provider's `Retry-After`. LiteLLM's global settings stay the user's: calls only skip
+its per-call success logging when nothing would receive it (see `litellm_logging`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from turbodspy import errors
+from turbodspy.clients import litellm_logging, text_clients
 
 # Backoff: BASE * 2**attempt seconds with jitter, capped; a provider's Retry-After wins when it is longer.
 RETRY_BASE_SECONDS = 0.5
@@ -22,21 +24,23 @@ RETRY_MAX_SECONDS = 30.0
 
 _litellm: Any = None
 _litellm_lock = threading.Lock()
+_unlogged: Any = None  # LiteLLM's is_internal_call context variable, when it has one
 
 
 def load_litellm() -> Any:
     """Import LiteLLM once, quietly and offline."""
-    global _litellm
+    global _litellm, _unlogged
     if _litellm is None:
         with _litellm_lock:
             if _litellm is None:
                 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
                 import litellm
 
+                # Its "Give Feedback / Get Help" banner on every error; our errors say what to do instead.
                 litellm.suppress_debug_info = True
-                litellm.telemetry = False
-                # Deep-copying request kwargs for its own logging costs more than the rest of a call.
-                litellm.turn_off_message_logging = True
+                if hasattr(litellm, "telemetry"):  # older LiteLLMs (turbodspy takes >= 1.60) still report usage
+                    litellm.telemetry = False
+                _unlogged = litellm_logging.internal_call_flag(litellm)
                 _litellm = litellm
     return _litellm
 
@@ -132,10 +136,14 @@ def complete(request: dict[str, Any], model_type: str, num_retries: int, user_ag
     call, sent = _litellm_call(request, model_type, user_agent, asynchronous=False)
     attempt = 0
     while True:
+        quiet = _quiet(sent)
         try:
             return call(num_retries=0, max_retries=0, **sent)
         except Exception as exc:
             error = _failure(exc, request, attempt, num_retries)
+        finally:
+            if quiet is not None:
+                _unlogged.reset(quiet)
         time.sleep(backoff_seconds(attempt, error.retry_after))
         attempt += 1
 
@@ -144,15 +152,30 @@ async def acomplete(request: dict[str, Any], model_type: str, num_retries: int, 
     """The async twin of `complete`, through LiteLLM's async entry points."""
     import asyncio
 
+    if _litellm is None:
+        # Importing LiteLLM takes seconds: on a worker thread, so the loop's other tasks run meanwhile.
+        await asyncio.get_running_loop().run_in_executor(None, load_litellm)
     call, sent = _litellm_call(request, model_type, user_agent, asynchronous=True)
     attempt = 0
     while True:
+        # Set and reset within this coroutine, so in the caller's task context and nowhere else.
+        quiet = _quiet(sent)
         try:
             return await call(num_retries=0, max_retries=0, **sent)
         except Exception as exc:
             error = _failure(exc, request, attempt, num_retries)
+        finally:
+            if quiet is not None:
+                _unlogged.reset(quiet)
         await asyncio.sleep(backoff_seconds(attempt, error.retry_after))
         attempt += 1
+
+
+def _quiet(sent: dict[str, Any]) -> Any:
+    """Skip LiteLLM's success logging for the next call when nothing would receive it: the reset token, or None."""
+    if _unlogged is None or litellm_logging.anyone_listens(_litellm, sent):
+        return None
+    return _unlogged.set(True)
 
 
 def _litellm_call(
@@ -163,6 +186,10 @@ def _litellm_call(
     sent = prepare_provider_request(request, user_agent)
     if convert is not None:
         sent = convert(sent)
+    if model_type == "text":
+        client = text_clients.client_for(litellm, sent, asynchronous)
+        if client is not None:
+            sent["client"] = client
     return getattr(litellm, name), sent
 
 
@@ -226,7 +253,10 @@ def map_error(exc: BaseException, model: str, secrets: list[str] | None = None) 
     if cls is None or (cls is errors.LMTransportError and status is not None):
         cls = _class_for_status(status)
     if _is_connection_failure(exc):
-        cls, status = errors.LMTransportError, None
+        # Nothing came back. A client-side timeout has a connection error as its cause (openai's APITimeoutError
+        # is one) and stays a timeout, without the 408 LiteLLM makes up for it.
+        cls = errors.LMTimeoutError if cls is errors.LMTimeoutError else errors.LMTransportError
+        status = None
     metadata = {
         "model": model,
         "provider": provider_of(model),
