@@ -176,18 +176,20 @@ class Predict(Module, Parameter):
             config = {**self.config, **kwargs.pop("config", {})}
             lm = kwargs.pop("lm", self.lm) or settings["lm"]
             extra = True
-        if lm is None:
-            raise ValueError(
-                "No LM is loaded. Please configure the LM using `dspy.configure(lm=dspy.LM(...))`. e.g, "
-                "`dspy.configure(lm=dspy.LM('openai/gpt-4o-mini'))`"
-            )
-        if isinstance(lm, str):
-            raise ValueError(
-                f"LM must be an instance of `dspy.BaseLM`, not a string. Instead of using a string like "
-                f"'dspy.configure(lm=\"{lm}\")', please configure the LM like 'dspy.configure(lm=dspy.LM(\"{lm}\"))'"
-            )
-        if not isinstance(lm, BaseLM) and getattr(lm, "supports_decision_requests", False) is not True:
-            raise ValueError(f"LM must be a dspy.BaseLM or a decision-request client, not {type(lm)}.")
+        if not isinstance(lm, BaseLM):  # the checks below, in DSPy's order, for anything but an LM
+            if lm is None:
+                raise ValueError(
+                    "No LM is loaded. Please configure the LM using `dspy.configure(lm=dspy.LM(...))`. e.g, "
+                    "`dspy.configure(lm=dspy.LM('openai/gpt-4o-mini'))`"
+                )
+            if isinstance(lm, str):
+                raise ValueError(
+                    f"LM must be an instance of `dspy.BaseLM`, not a string. Instead of using a string like "
+                    f"'dspy.configure(lm=\"{lm}\")', please configure the LM like "
+                    f"'dspy.configure(lm=dspy.LM(\"{lm}\"))'"
+                )
+            if getattr(lm, "supports_decision_requests", False) is not True:
+                raise ValueError(f"LM must be a dspy.BaseLM or a decision-request client, not {type(lm)}.")
 
         # n > 1 at (near) zero temperature would give n copies of one answer: raise the temperature, as DSPy does.
         defaults = getattr(lm, "kwargs", {})
