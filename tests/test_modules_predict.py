@@ -109,7 +109,7 @@ def test_missing_lm_and_positional_args_are_clear_errors():
         predict("x")
     with dspy.context(lm="openai/gpt-4o-mini"), pytest.raises(ValueError, match="not a string"):
         predict(question="x")
-    with dspy.context(lm=object()), pytest.raises(ValueError, match="must be a dspy.BaseLM"):
+    with dspy.context(lm=object()), pytest.raises(ValueError, match=r"must be a dspy\.BaseLM"):
         predict(question="x")
 
 
