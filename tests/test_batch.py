@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -254,3 +256,36 @@ def test_programs_get_exactly_the_inputs_of_each_example(num_threads):
     expected = [list(ex.inputs().items()) for ex in examples]
     assert Echo().batch(examples, num_threads=num_threads, disable_progress_bar=True) == expected
     assert expected[0] == [("b", "2"), ("a", "1")] and expected[2] == [] and expected[3] == []
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+class _Collect(dspy.Module):
+    """Runs a full collection, then reports whether anything is frozen and whether `self.watched` is alive."""
+
+    def forward(self, x):
+        gc.collect()
+        return (gc.get_freeze_count() > 0, self.watched() is not None)
+
+    async def aforward(self, x):
+        return self.forward(x)
+
+
+@pytest.mark.parametrize("num_threads", [None, 1])
+def test_objects_from_before_a_batch_are_left_to_after_it_by_full_collections(num_threads):
+    program = _Collect()
+    gc.disable()  # no automatic collection may find the garbage below before the batch starts
+    try:
+        cycle = _Cycle()
+        program.watched = weakref.ref(cycle)
+        del cycle  # garbage now, but only a collection can find it
+        results = program.batch([{"x": 1}, {"x": 2}], num_threads=num_threads, disable_progress_bar=True)
+    finally:
+        gc.enable()
+    assert results == [(True, True), (True, True)]  # frozen: even a full collection leaves it alone
+    assert gc.get_freeze_count() == 0  # nothing stays frozen after the batch
+    gc.collect()
+    assert program.watched() is None  # and the garbage from before is collected as usual

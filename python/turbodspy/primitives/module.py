@@ -190,24 +190,26 @@ class Module(BaseModule, metaclass=ProgramMeta):
             requests_per_minute: Start at most this many examples per minute.
         """
         from turbodspy.predict.parallel import Parallel
+        from turbodspy.primitives.parallel import _objects_before_frozen
 
-        for ex in examples:
-            if isinstance(ex, Example) and ex._input_keys is None:
-                ex.inputs()  # raises the ValueError that says to call `with_inputs`
-        # Examples go in whole: Parallel passes only their inputs to the program.
-        pairs = [(self, ex) for ex in examples]
-        parallel = Parallel(
-            num_threads=num_threads,
-            max_errors=max_errors,
-            return_failed_examples=return_failed_examples,
-            provide_traceback=provide_traceback,
-            disable_progress_bar=disable_progress_bar,
-            timeout=timeout,
-            straggler_limit=straggler_limit,
-            concurrency=concurrency,
-            requests_per_minute=requests_per_minute,
-        )
-        return parallel.forward(pairs)
+        with _objects_before_frozen():  # first thing: see `_objects_before_frozen`
+            for ex in examples:
+                if isinstance(ex, Example) and ex._input_keys is None:
+                    ex.inputs()  # raises the ValueError that says to call `with_inputs`
+            # Examples go in whole: Parallel passes only their inputs to the program.
+            pairs = [(self, ex) for ex in examples]
+            parallel = Parallel(
+                num_threads=num_threads,
+                max_errors=max_errors,
+                return_failed_examples=return_failed_examples,
+                provide_traceback=provide_traceback,
+                disable_progress_bar=disable_progress_bar,
+                timeout=timeout,
+                straggler_limit=straggler_limit,
+                concurrency=concurrency,
+                requests_per_minute=requests_per_minute,
+            )
+            return parallel.forward(pairs)
 
     def _set_lm_usage(self, tokens: dict[str, Any], output: Any) -> None:
         prediction = output
