@@ -195,3 +195,88 @@ def test_format_and_parse_report_to_callbacks_once() -> None:
         ("parse_start", "[[ ## answer ## ]]\n4"),
         ("parse_end", {"answer": "4"}),
     ]
+
+
+def test_adapter_callbacks_given_to_the_adapter_see_format_and_parse() -> None:
+    sig, demos, inputs = qa()
+    recorder = AdapterRecorder()
+    lm = ScriptedLM([["[[ ## answer ## ]]\n4"]])
+    assert ChatAdapter(callbacks=[recorder])(lm, {}, sig, demos, inputs) == [{"answer": "4"}]
+    assert [event for event, _ in recorder.events] == ["format_start", "format_end", "parse_start", "parse_end"]
+
+
+def test_format_and_parse_replaced_on_the_instance_are_used_by_call() -> None:
+    sig, demos, inputs = qa()
+    lm = ScriptedLM([["ignored"]])
+    adapter = ChatAdapter()
+    adapter.format = lambda signature, demos, inputs: [{"role": "user", "content": "mine"}]
+    adapter.parse = lambda signature, completion: {"answer": f"parsed {completion}"}
+    assert adapter(lm, {}, sig, demos, inputs) == [{"answer": "parsed ignored"}]
+    assert lm.calls[0]["messages"] == [{"role": "user", "content": "mine"}]
+
+
+@pytest.mark.parametrize(
+    "parsed",
+    [
+        {"extra": 1, "note": "n", "answer": "a"},  # out of order, with a field the signature does not have
+        {"note": "n"},  # a required field missing
+        {"answer": "a", "note": "n"},
+    ],
+)
+def test_custom_parse_results_are_completed_as_dspy_does(parsed: dict[str, Any]) -> None:
+    dspy = pytest.importorskip("dspy")
+
+    def adapter_class(base: type) -> type:
+        class OwnParse(base):
+            def parse(self, signature, completion):
+                return dict(parsed)
+
+        return OwnParse
+
+    ours = adapter_class(ChatAdapter)()(
+        ScriptedLM([["anything"]]), {}, turbodspy.Signature("question -> answer, note"), [], {"question": "q"}
+    )
+    with dspy.context(lm=dspy.utils.DummyLM([{"answer": "x", "note": "y"}])):
+        theirs = adapter_class(dspy.ChatAdapter)()(
+            dspy.settings.lm, {}, dspy.Signature("question -> answer, note"), [], {"question": "q"}
+        )
+    assert [list(v.items()) for v in ours] == [list(v.items()) for v in theirs]
+
+
+@pytest.mark.parametrize("style", ["chat", "json"])
+def test_new_instructions_on_a_signature_reach_the_next_prompt(style: str) -> None:
+    dspy = pytest.importorskip("dspy")
+    ours_cls, theirs_cls = {"chat": (ChatAdapter, dspy.ChatAdapter), "json": (JSONAdapter, dspy.JSONAdapter)}[style]
+    ours = turbodspy.Signature("question -> answer", "Old task.")
+    theirs = dspy.Signature("question -> answer", "Old task.")
+    ours_cls().format(ours, [], {"question": "q"})  # compiled for the old instructions
+    ours.instructions = theirs.instructions = "New task."
+    got = ours_cls().format(ours, [], {"question": "q"})
+    assert "New task." in got[0]["content"]
+    assert got == theirs_cls().format(theirs, [], {"question": "q"})
+
+
+def test_a_subclass_of_a_compiled_signature_gets_its_own_prompt() -> None:
+    dspy = pytest.importorskip("dspy")
+
+    def classes(lib: Any) -> tuple[type, type]:
+        class Base(lib.Signature):
+            """Answer the question."""
+
+            question: str = lib.InputField()
+            answer: str = lib.OutputField()
+
+        class Longer(Base):
+            """Answer the question with a source."""
+
+            source: str = lib.OutputField()
+
+        return Base, Longer
+
+    (base, longer), (dbase, dlonger) = classes(turbodspy), classes(dspy)
+    adapter = ChatAdapter()
+    adapter.format(base, [], {"question": "q"})  # the parent compiles first
+    assert adapter.format(longer, [], {"question": "q"}) == dspy.ChatAdapter().format(dlonger, [], {"question": "q"})
+    assert adapter.parse(longer, "[[ ## answer ## ]]\na\n\n[[ ## source ## ]]\ns") == {"answer": "a", "source": "s"}
+    base.__doc__ = dbase.__doc__ = "Answer briefly."  # set directly rather than through `instructions`
+    assert adapter.format(base, [], {"question": "q"}) == dspy.ChatAdapter().format(dbase, [], {"question": "q"})

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -231,3 +233,59 @@ def test_async_batch_works_in_a_forked_child():
 
 def _child_batch():
     return [r.y for r in AsyncSquare(delay=0).batch(examples(range(4)), disable_progress_bar=True)]
+
+
+class Echo(dspy.Module):
+    """Returns the keyword arguments it was called with, in order (sync and async)."""
+
+    def forward(self, **kwargs):
+        return list(kwargs.items())
+
+    async def aforward(self, **kwargs):
+        return list(kwargs.items())
+
+
+@pytest.mark.parametrize("num_threads", [None, 1])  # the async path, then the threaded one
+def test_programs_get_exactly_the_inputs_of_each_example(num_threads):
+    examples = [
+        dspy.Example(b="2", a="1", label="x").with_inputs("a", "b"),  # record order, not with_inputs order
+        dspy.Example(question="q", answer="a").with_inputs("question"),
+        dspy.Example(answer="a").with_inputs("question"),  # the input is missing from the record
+        dspy.Example(dspy_uuid="u", question="q").with_inputs("dspy_uuid"),  # internal fields never go in
+    ]
+    expected = [list(ex.inputs().items()) for ex in examples]
+    assert Echo().batch(examples, num_threads=num_threads, disable_progress_bar=True) == expected
+    assert expected[0] == [("b", "2"), ("a", "1")] and expected[2] == [] and expected[3] == []
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+class _Collect(dspy.Module):
+    """Runs a full collection, then reports whether anything is frozen and whether `self.watched` is alive."""
+
+    def forward(self, x):
+        gc.collect()
+        return (gc.get_freeze_count() > 0, self.watched() is not None)
+
+    async def aforward(self, x):
+        return self.forward(x)
+
+
+@pytest.mark.parametrize("num_threads", [None, 1])
+def test_objects_from_before_a_batch_are_left_to_after_it_by_full_collections(num_threads):
+    program = _Collect()
+    gc.disable()  # no automatic collection may find the garbage below before the batch starts
+    try:
+        cycle = _Cycle()
+        program.watched = weakref.ref(cycle)
+        del cycle  # garbage now, but only a collection can find it
+        results = program.batch([{"x": 1}, {"x": 2}], num_threads=num_threads, disable_progress_bar=True)
+    finally:
+        gc.enable()
+    assert results == [(True, True), (True, True)]  # frozen: even a full collection leaves it alone
+    assert gc.get_freeze_count() == 0  # nothing stays frozen after the batch
+    gc.collect()
+    assert program.watched() is None  # and the garbage from before is collected as usual

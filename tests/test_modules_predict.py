@@ -109,6 +109,8 @@ def test_missing_lm_and_positional_args_are_clear_errors():
         predict("x")
     with dspy.context(lm="openai/gpt-4o-mini"), pytest.raises(ValueError, match="not a string"):
         predict(question="x")
+    with dspy.context(lm=object()), pytest.raises(ValueError, match=r"must be a dspy\.BaseLM"):
+        predict(question="x")
 
 
 def test_async_acall_matches_sync(llm_server):
@@ -280,3 +282,47 @@ def test_callbacks_see_module_adapter_and_lm_in_dspys_order(llm_server):
         sequences.append(recorder.events)
     assert sequences[0] == sequences[1]
     assert sequences[0][0] == "module_start" and sequences[0][-1] == "module_end" and "lm_start" in sequences[0]
+
+
+def test_an_adapter_with_its_own_call_signature_is_called_by_keyword():
+    class Reordered(dspy.ChatAdapter):
+        def __call__(self, lm, signature, inputs, demos, lm_kwargs):
+            self.seen = (signature.signature, inputs, demos, lm_kwargs)
+            return super().__call__(lm, lm_kwargs, signature, demos, inputs)
+
+    adapter = Reordered()
+    with dspy.context(lm=DummyLM([{"answer": "red"}]), adapter=adapter):
+        pred = dspy.Predict("question -> answer", temperature=0.3)(question="sky?")
+    assert pred.answer == "red"
+    assert adapter.seen == ("question -> answer", {"question": "sky?"}, [], {"temperature": 0.3})
+
+
+def test_inputs_named_like_call_keywords_keep_dspys_meaning():
+    # `demos` is both an input field here and a keyword Predict takes: as in DSPy, the keyword wins.
+    prompts = []
+    for lib, lm in ((dspy, DummyLM([{"answer": "ok"}])), (real_dspy, real_dspy.utils.DummyLM([{"answer": "ok"}]))):
+        with lib.context(lm=lm):
+            assert lib.Predict("question, demos -> answer")(question="q", demos=[]).answer == "ok"
+        prompts.append(lm.history[-1]["messages"])
+    assert prompts[0] == prompts[1]
+    assert "[[ ## demos ## ]]" not in prompts[0][-1]["content"]
+
+
+@pytest.mark.parametrize(
+    ("signature", "inputs"),
+    [
+        ("question, context -> answer", {"question": "q"}),  # an input missing
+        ("question -> answer", {"question": "q", "hint": "h"}),  # an input the signature does not have
+        ("question: str, count: int -> answer", {"question": "q", "count": "three"}),  # a value of the wrong type
+        ("question: str, count: int -> answer", {"question": "q", "count": 3}),  # nothing to warn about
+    ],
+)
+def test_input_warnings_match_dspy(caplog, signature, inputs):
+    warnings = []
+    for lib, lm in ((dspy, DummyLM([{"answer": "ok"}])), (real_dspy, real_dspy.utils.DummyLM([{"answer": "ok"}]))):
+        caplog.clear()
+        with caplog.at_level("WARNING"), lib.context(lm=lm):
+            assert lib.Predict(signature)(**inputs).answer == "ok"
+        warnings.append([r.getMessage() for r in caplog.records if r.name.endswith("predict.predict")])
+    assert warnings[0] == warnings[1]
+    assert bool(warnings[0]) == (inputs != {"question": "q", "count": 3})

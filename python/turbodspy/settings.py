@@ -103,7 +103,7 @@ class Settings:
 
     def context(self, **kwargs: Any) -> SettingsContext:
         """Override settings inside a `with` block, for this thread or task only; restored on exit."""
-        return SettingsContext(kwargs)
+        return SettingsContext(**kwargs)
 
     def _claim_ownership(self) -> None:
         thread = threading.get_ident()
@@ -135,18 +135,19 @@ class Settings:
 
 
 class SettingsContext:
-    """What `context(...)` returns: a plain context manager (no generator), as modules enter one per call."""
+    """`context(**overrides)`: override settings inside a `with` block, for this thread or task only; restored on
+    exit. A plain context manager (no generator), as programs enter one per call."""
 
     __slots__ = ("_overrides", "_token")
 
-    def __init__(self, overrides: dict[str, Any]):
+    def __init__(self, **overrides: Any):
         self._overrides = overrides
         self._token: contextvars.Token | None = None
 
     def __enter__(self) -> None:
         self._token = _overrides.set({**(_overrides.get() or settings._config), **self._overrides})
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         _overrides.reset(self._token)
 
 
@@ -166,7 +167,7 @@ def _fresh(value: Any) -> Any:
 
 settings = Settings()
 configure = settings.configure
-context = settings.context
+context = SettingsContext  # what `settings.context` returns, without the extra call
 
 
 def current() -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import textwrap
-import weakref
 from typing import Any
 
 from turbodspy._core import Template
@@ -23,18 +22,52 @@ from turbodspy.adapters.utils import (
     serialize_for_json,
     translate_field_type,
 )
+from turbodspy.errors import AdapterParseError
+from turbodspy.signatures.signature import SignatureMeta
 
-_templates: weakref.WeakKeyDictionary[type, dict[str, Any]] = weakref.WeakKeyDictionary()
+_COMPILED = "__turbodspy_compiled__"
+
+
+class _Compiled:
+    """What one signature class has compiled to so far (templates per style, parse plan, output names).
+
+    Our signature classes drop it themselves whenever one of their attributes is set (`SignatureMeta`); for other
+    classes it is checked against the instructions and fields it was compiled from.
+    """
+
+    __slots__ = ("doc", "fields", "nfields", "owner", "parts", "watched")
+
+    def __init__(self, signature: type, fields: Any) -> None:
+        self.owner = signature
+        self.watched = isinstance(signature, SignatureMeta)
+        self.doc = signature.__doc__
+        self.fields = fields
+        self.nfields = len(fields)
+        self.parts: dict[str, Any] = {}
+
+    def is_current(self, signature: type) -> bool:
+        fields = getattr(signature, "__pydantic_fields__", ())
+        return self.doc is signature.__doc__ and self.fields is fields and self.nfields == len(fields)
+
+
+def _parts(signature: type) -> dict[str, Any]:
+    """The compiled pieces of `signature` (kept on the class itself, so they live and die with it)."""
+    compiled = getattr(signature, _COMPILED, None)
+    # A subclass inherits its parent's attribute: `owner` tells them apart.
+    if compiled is not None and compiled.owner is signature and (compiled.watched or compiled.is_current(signature)):
+        return compiled.parts
+    _check_signature(signature)
+    compiled = _Compiled(signature, getattr(signature, "__pydantic_fields__", ()))
+    type.__setattr__(signature, _COMPILED, compiled)
+    return compiled.parts
 
 
 def template_for(signature: type, style: str) -> Template:
     """The compiled template of `signature` for 'chat' or 'json', compiled on first use."""
-    try:
-        return _templates[signature][style]
-    except (KeyError, TypeError):  # TypeError: not weak-referenceable, so certainly not a signature class
-        _check_signature(signature)
-    template = _compile(signature, style)
-    _templates.setdefault(signature, {})[style] = template
+    parts = _parts(signature)
+    template = parts.get(style)
+    if template is None:
+        template = parts[style] = _compile(signature, style)
     return template
 
 
@@ -42,15 +75,18 @@ class ParsePlan:
     """How to turn a signature's parsed output texts into typed values: one coercer per field, and what a
     missing field becomes (its default, its default factory's value, or None when its type allows None)."""
 
-    __slots__ = ("coercers", "fields", "names")
+    __slots__ = ("all_str", "coercers", "fields", "names")
 
     def __init__(self, signature: type):
         self.fields = dict(signature.output_fields)
         self.names = tuple(self.fields)
         self.coercers = {name: field_coercer(field.annotation) for name, field in self.fields.items()}
+        self.all_str = all(coerce is str for coerce in self.coercers.values())
 
     def complete(self, parsed: dict[str, Any]) -> dict[str, Any]:
         """`parsed` in signature order, with missing optional fields filled (`apply_output_field_defaults`)."""
+        if tuple(parsed) == self.names:
+            return parsed
         if len(parsed) == len(self.names):
             try:
                 return {name: parsed[name] for name in self.names}
@@ -69,13 +105,89 @@ class ParsePlan:
 
 def parse_plan_for(signature: type) -> ParsePlan:
     """The parse plan of `signature`, built on first use."""
-    try:
-        return _templates[signature]["parse"]
-    except (KeyError, TypeError):
-        _check_signature(signature)
-    plan = ParsePlan(signature)
-    _templates.setdefault(signature, {})["parse"] = plan
+    parts = _parts(signature)
+    plan = parts.get("parse")
+    if plan is None:
+        plan = parts["parse"] = ParsePlan(signature)
     return plan
+
+
+class ChatCall:
+    """What a ChatAdapter call needs of one signature: its chat template, and reading completions back."""
+
+    __slots__ = ("plan", "template")
+
+    def __init__(self, signature: type) -> None:
+        self.template = template_for(signature, "chat")
+        self.plan = parse_plan_for(signature)
+
+    def parse(self, signature: type, completion: str) -> dict[str, Any]:
+        """`ChatAdapter.parse`: the `[[ ## name ## ]]` sections of `completion`, coerced, in signature order."""
+        plan = self.plan
+        fields = self.template.split_chat(completion)
+        if not plan.all_str:
+            for name, text in fields.items():
+                coerce = plan.coercers[name]
+                if coerce is str:
+                    continue
+                try:
+                    fields[name] = coerce(text)
+                except ValueError as e:
+                    raise AdapterParseError(
+                        adapter_name="ChatAdapter",
+                        signature=signature,
+                        lm_response=completion,
+                        message=(
+                            f"Failed to parse field {name} with value {text} from the LM response. Error message: {e}"
+                        ),
+                    ) from e
+        fields = plan.complete(fields)
+        if len(fields) != len(plan.names):
+            raise AdapterParseError(
+                adapter_name="ChatAdapter", signature=signature, lm_response=completion, parsed_result=fields
+            )
+        return fields
+
+    def values(self, adapter_name: str, signature: type, outputs: list[Any]) -> list[dict[str, Any]]:
+        """`Adapter._call_postprocess` for a stock ChatAdapter: a successful parse already has every output field
+        in order, so there is nothing to fill in."""
+        values = []
+        for output in outputs:
+            logprobs = None
+            text = output
+            if type(output) is not str and isinstance(output, dict):
+                text = output.get("text")
+                logprobs = output.get("logprobs")
+            if not text:
+                raise AdapterParseError(
+                    adapter_name=adapter_name,
+                    signature=signature,
+                    lm_response=str(output),
+                    message="The LM returned an empty or null response.",
+                )
+            value = self.parse(signature, text)
+            if logprobs:
+                value["logprobs"] = logprobs
+            values.append(value)
+        return values
+
+
+def chat_call(signature: type) -> ChatCall:
+    """The `ChatCall` of `signature`, built on first use (one lookup per call)."""
+    parts = _parts(signature)
+    call = parts.get("chat_call")
+    if call is None:
+        call = parts["chat_call"] = ChatCall(signature)
+    return call
+
+
+def output_names(signature: type) -> tuple[str, ...]:
+    """The names of `signature`'s output fields, in order (read on every call, so kept per signature)."""
+    parts = _parts(signature)
+    names = parts.get("names")
+    if names is None:
+        names = parts["names"] = tuple(signature.output_fields)
+    return names
 
 
 def _check_signature(signature: Any) -> None:

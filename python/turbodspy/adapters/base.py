@@ -12,7 +12,11 @@ from typing import Any
 from turbodspy.adapters import _template
 from turbodspy.adapters.utils import apply_output_field_defaults, expand_custom_type_markers
 from turbodspy.errors import AdapterParseError
+from turbodspy.settings import current_overrides, global_config
 from turbodspy.utils.callback import with_callbacks
+
+# The steps of a call, besides the `format` hooks: a subclass replacing any of them gets the step-by-step call.
+_CALL_STEPS = ("format", "parse", "_call_preprocess", "_call_postprocess")
 
 # The methods `format` composes. A subclass that overrides any of them gets the composed (Python) path, so its
 # override is honoured; otherwise the whole prompt is one call into the compiled Rust template.
@@ -66,13 +70,27 @@ class Adapter:
                 wrapped = with_callbacks(method)
                 wrapped._reports_to_callbacks = True
                 setattr(cls, name, wrapped)
+        # The undecorated methods: with no callbacks in force the wrapper would only look them up and call these.
+        cls._plain_format = cls.format.__wrapped__
+        cls._plain_parse = cls.parse.__wrapped__
         cls._fast_style = _fast_style_of(cls)
         cls._custom_field_layout = _overrides(cls, "format_field_with_value")
+        # A chat adapter that changes none of the steps of a call: `__call__` does them all in one go.
+        cls._stock_chat = cls._fast_style == "chat" and not any(_overrides(cls, name) for name in _CALL_STEPS)
+
+    def _observed(self) -> bool:
+        """Whether callbacks are in force for this adapter (or `format`/`parse` were replaced on the instance)."""
+        return bool(
+            self.callbacks
+            or (current_overrides() or global_config)["callbacks"]
+            or "format" in self.__dict__
+            or "parse" in self.__dict__
+        )
 
     def _call_preprocess(self, lm: Any, lm_kwargs: dict[str, Any], signature: type, inputs: dict[str, Any]) -> type:
         # Tool options are dropped when native function calling is off, as in DSPy. (Signatures with dspy.Tool /
         # ToolCalls fields are not supported: turbodspy has no tool types.)
-        if not self.use_native_function_calling:
+        if lm_kwargs and not self.use_native_function_calling:
             for key in ("tools", "tool_choice", "parallel_tool_calls"):
                 lm_kwargs.pop(key, None)
         return signature
@@ -86,11 +104,12 @@ class Adapter:
         lm_kwargs: dict[str, Any],
     ) -> list[dict[str, Any]]:
         values = []
-        output_names = _output_fields(original_signature)
+        output_names = _template.output_names(original_signature)
+        parse = self.parse if self._observed() else self._plain_parse
         for output in outputs:
             logprobs = None
             text = output
-            if isinstance(output, dict):
+            if type(output) is not str and isinstance(output, dict):
                 text = output.get("text")
                 logprobs = output.get("logprobs")
             if not text:
@@ -100,11 +119,13 @@ class Adapter:
                     lm_response=str(output),
                     message="The LM returned an empty or null response.",
                 )
-            value = self.parse(processed_signature, text)
-            value = apply_output_field_defaults(original_signature, value)
-            if len(value) != len(output_names):
-                for name in output_names:
-                    value.setdefault(name, None)
+            value = parse(processed_signature, text)
+            # A parse that already gave exactly the output fields, in order, has nothing left to fill or reorder.
+            if tuple(value) != output_names:
+                value = apply_output_field_defaults(original_signature, value)
+                if len(value) != len(output_names):
+                    for name in output_names:
+                        value.setdefault(name, None)
             if logprobs:
                 value["logprobs"] = logprobs
             values.append(value)
@@ -118,11 +139,33 @@ class Adapter:
         demos: list[dict[str, Any]],
         inputs: dict[str, Any],
     ) -> list[dict[str, Any]]:
-        """Format, call `lm(messages=..., **lm_kwargs)`, and parse each output (one dict per completion)."""
-        processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
-        messages = self.format(processed, demos, inputs)
-        outputs = lm(messages=messages, **lm_kwargs)
-        return self._call_postprocess(processed, signature, outputs, lm, lm_kwargs)
+        """Format, call `lm(messages=..., **lm_kwargs)`, and parse each output (one dict per completion).
+
+        A completion that cannot be parsed is retried with `_json_fallback()` (ChatAdapter's JSONAdapter) if the
+        adapter has one; LM errors (context window, provider) propagate as they are.
+        """
+        try:
+            observed = self._observed()
+            if self._stock_chat and not observed:
+                # `_call_preprocess`, `format`, `_call_postprocess` and `parse` of ChatAdapter, without the calls.
+                if lm_kwargs and not self.use_native_function_calling:
+                    for key in ("tools", "tool_choice", "parallel_tool_calls"):
+                        lm_kwargs.pop(key, None)
+                chat = _template.chat_call(signature)
+                outputs = lm(messages=chat.template.format(demos, inputs), **lm_kwargs)
+                return chat.values(type(self).__name__, signature, outputs)
+            processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
+            if observed:
+                messages = self.format(processed, demos, inputs)
+            else:
+                messages = self._plain_format(processed, demos, inputs)
+            outputs = lm(messages=messages, **lm_kwargs)
+            return self._call_postprocess(processed, signature, outputs, lm, lm_kwargs)
+        except AdapterParseError:
+            fallback = self._json_fallback()
+            if fallback is None:
+                raise
+            return fallback(lm, lm_kwargs, signature, demos, inputs)
 
     async def acall(
         self,
@@ -133,10 +176,31 @@ class Adapter:
         inputs: dict[str, Any],
     ) -> list[dict[str, Any]]:
         """`__call__` with `await lm.acall(...)`."""
-        processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
-        messages = self.format(processed, demos, inputs)
-        outputs = await lm.acall(messages=messages, **lm_kwargs)
-        return self._call_postprocess(processed, signature, outputs, lm, lm_kwargs)
+        try:
+            observed = self._observed()
+            if self._stock_chat and not observed:
+                if lm_kwargs and not self.use_native_function_calling:
+                    for key in ("tools", "tool_choice", "parallel_tool_calls"):
+                        lm_kwargs.pop(key, None)
+                chat = _template.chat_call(signature)
+                outputs = await lm.acall(messages=chat.template.format(demos, inputs), **lm_kwargs)
+                return chat.values(type(self).__name__, signature, outputs)
+            processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
+            if observed:
+                messages = self.format(processed, demos, inputs)
+            else:
+                messages = self._plain_format(processed, demos, inputs)
+            outputs = await lm.acall(messages=messages, **lm_kwargs)
+            return self._call_postprocess(processed, signature, outputs, lm, lm_kwargs)
+        except AdapterParseError:
+            fallback = self._json_fallback()
+            if fallback is None:
+                raise
+            return await fallback.acall(lm, lm_kwargs, signature, demos, inputs)
+
+    def _json_fallback(self) -> Adapter | None:
+        """The adapter that retries a call whose completion could not be parsed (None: no retry)."""
+        return None
 
     def format(self, signature: type, demos: list[dict[str, Any]], inputs: dict[str, Any]) -> list[dict[str, Any]]:
         """The messages for one call: system message, demos as user/assistant turns, history turns, the request."""
@@ -281,12 +345,6 @@ def _overrides(cls: type, name: str) -> bool:
     return False
 
 
-def _output_fields(signature: Any) -> Any:
-    """The signature's output fields, without the copy `output_fields` makes (read only)."""
-    view = getattr(signature, "_fields_with_type_view", None)
-    return view("output") if view is not None else signature.output_fields
-
-
 def _fast_style_of(cls: type) -> str | None:
     """The template style `cls.format` may render in Rust: its nearest turbodspy adapter's, if `cls` overrides
     none of the methods that `format` composes."""
@@ -297,3 +355,9 @@ def _fast_style_of(cls: type) -> str | None:
                 return style
             return None
     return None
+
+
+# The base class is not decorated (only its subclasses are), so its plain methods are its own.
+Adapter._plain_format = Adapter.format  # type: ignore[attr-defined]
+Adapter._plain_parse = Adapter.parse  # type: ignore[attr-defined]
+Adapter._stock_chat = False  # type: ignore[attr-defined]

@@ -13,7 +13,6 @@ from pydantic.fields import FieldInfo
 from turbodspy.adapters import _template
 from turbodspy.adapters.base import Adapter
 from turbodspy.adapters.utils import format_field_value, translate_field_type
-from turbodspy.errors import AdapterParseError
 
 
 class FieldInfoWithName(NamedTuple):
@@ -58,6 +57,7 @@ class ChatAdapter(Adapter):
         self.use_json_adapter_fallback = use_json_adapter_fallback
 
     def _json_fallback(self) -> Adapter | None:
+        """JSONAdapter with this adapter's options: ChatAdapter retries an unparseable completion with it."""
         from turbodspy.adapters.json_adapter import JSONAdapter
 
         if isinstance(self, JSONAdapter) or not self.use_json_adapter_fallback:
@@ -66,39 +66,6 @@ class ChatAdapter(Adapter):
             use_native_function_calling=self.use_native_function_calling,
             parallel_tool_calls=self.parallel_tool_calls,
         )
-
-    def __call__(
-        self,
-        lm: Any,
-        lm_kwargs: dict[str, Any],
-        signature: type,
-        demos: list[dict[str, Any]],
-        inputs: dict[str, Any],
-    ) -> list[dict[str, Any]]:
-        # Only a parse failure falls back: LM errors (context window, provider) propagate from super().__call__.
-        try:
-            return super().__call__(lm, lm_kwargs, signature, demos, inputs)
-        except AdapterParseError:
-            fallback = self._json_fallback()
-            if fallback is None:
-                raise
-            return fallback(lm, lm_kwargs, signature, demos, inputs)
-
-    async def acall(
-        self,
-        lm: Any,
-        lm_kwargs: dict[str, Any],
-        signature: type,
-        demos: list[dict[str, Any]],
-        inputs: dict[str, Any],
-    ) -> list[dict[str, Any]]:
-        try:
-            return await super().acall(lm, lm_kwargs, signature, demos, inputs)
-        except AdapterParseError:
-            fallback = self._json_fallback()
-            if fallback is None:
-                raise
-            return await fallback.acall(lm, lm_kwargs, signature, demos, inputs)
 
     def _template(self, signature: type) -> Any:
         # Public pieces render through the template of this class's style (chat here, json in JSONAdapter).
@@ -167,27 +134,7 @@ class ChatAdapter(Adapter):
 
     def parse(self, signature: type, completion: str) -> dict[str, Any]:
         """The output fields in `completion`'s `[[ ## name ## ]]` sections, coerced to their annotations."""
-        fields = _template.template_for(signature, "chat").split_chat(completion)
-        plan = _template.parse_plan_for(signature)
-        for name, text in fields.items():
-            coerce = plan.coercers[name]
-            if coerce is str:
-                continue
-            try:
-                fields[name] = coerce(text)
-            except ValueError as e:
-                raise AdapterParseError(
-                    adapter_name="ChatAdapter",
-                    signature=signature,
-                    lm_response=completion,
-                    message=f"Failed to parse field {name} with value {text} from the LM response. Error message: {e}",
-                ) from e
-        fields = plan.complete(fields)
-        if len(fields) != len(plan.names):
-            raise AdapterParseError(
-                adapter_name="ChatAdapter", signature=signature, lm_response=completion, parsed_result=fields
-            )
-        return fields
+        return _template.chat_call(signature).parse(signature, completion)
 
     def format_finetune_data(
         self, signature: type, demos: list[dict[str, Any]], inputs: dict[str, Any], outputs: dict[str, Any]

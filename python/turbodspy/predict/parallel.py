@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from turbodspy.primitives.example import Example
-from turbodspy.primitives.parallel import ParallelExecutor
+from turbodspy.primitives.parallel import ParallelExecutor, _objects_before_frozen
 from turbodspy.settings import settings
 
 
@@ -46,6 +46,10 @@ class Parallel:
         self.exceptions: list[BaseException] = []
 
     def forward(self, exec_pairs: list[tuple[Any, Any]], num_threads: int | None = None) -> Any:
+        with _objects_before_frozen():  # first thing: see `_objects_before_frozen`
+            return self._forward(exec_pairs, num_threads)
+
+    def _forward(self, exec_pairs: list[tuple[Any, Any]], num_threads: int | None) -> Any:
         threads_requested = self._threads_requested or num_threads is not None
         num_threads = num_threads if num_threads is not None else self.num_threads
         executor = ParallelExecutor(
@@ -109,7 +113,13 @@ def _input_kwargs(example: Example) -> dict[str, Any]:
     keys = example._input_keys
     if keys is None:
         example.inputs()  # raises the ValueError that says to call `with_inputs`
-    return {k: v for k, v in example._store.items() if k in keys and not k.startswith("dspy_")}
+    store = example._store
+    if len(keys) == 1:  # the common case: no filtering pass over the whole record
+        for key in keys:
+            if key in store and not key.startswith("dspy_"):
+                return {key: store[key]}
+            return {}
+    return {k: v for k, v in store.items() if k in keys and not k.startswith("dspy_")}
 
 
 def _has_async_path(module: Any, example: Any) -> bool:

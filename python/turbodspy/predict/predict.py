@@ -13,24 +13,32 @@ import random
 import types
 from typing import Any, Literal, Union, get_args, get_origin
 
+from turbodspy.adapters.base import Adapter
 from turbodspy.clients.base_lm import BaseLM
 from turbodspy.predict.parameter import Parameter
 from turbodspy.primitives.module import Module
 from turbodspy.primitives.prediction import Prediction
-from turbodspy.settings import current
+from turbodspy.settings import current, current_overrides, global_config
 
 logger = logging.getLogger(__name__)
 
 UNSAFE_LM_STATE_KEYS = frozenset({"api_base", "base_url", "model_list"})
+# The keywords a call of `Predict` takes for itself rather than as input fields.
+_CALL_KEYWORDS = frozenset({"new_signature", "signature", "demos", "config", "lm", "prediction"})
 IS_TYPE_UNDEFINED = "IS_TYPE_UNDEFINED"
 
 _default_adapter: Any = None
+_ADAPTER_CALL = Adapter.__call__
 
 
 def _adapter() -> Any:
     adapter = current().get("adapter")
     if adapter is not None:
         return adapter
+    return _default_chat_adapter()
+
+
+def _default_chat_adapter() -> Any:
     global _default_adapter
     if _default_adapter is None:
         from turbodspy.adapters import ChatAdapter
@@ -42,7 +50,7 @@ def _adapter() -> Any:
 class _InputPlan:
     """What a call needs to know about a signature's input fields, worked out once per signature."""
 
-    __slots__ = ("allows_none", "checked", "defaults", "names", "signature")
+    __slots__ = ("allows_none", "checked", "defaults", "names", "plain", "signature")
 
     def __init__(self, signature: Any) -> None:
         from pydantic_core import PydanticUndefined
@@ -50,6 +58,9 @@ class _InputPlan:
         self.signature = signature
         fields = signature.input_fields
         self.names = frozenset(fields)
+        # No input field shares a name with a keyword `Predict` takes itself, so a call with only input fields
+        # needs none of the keyword handling.
+        self.plain = self.names.isdisjoint(_CALL_KEYWORDS)
         self.defaults = {k: f.default for k, f in fields.items() if f.default is not PydanticUndefined}
         self.allows_none = frozenset(k for k, f in fields.items() if _allows_none(f.annotation))
         self.checked = [
@@ -127,7 +138,7 @@ class Predict(Module, Parameter):
         if args:
             raise ValueError(self._positional_args_error())
         # Module.__call__, inlined: this is the hottest path of a cached batch run.
-        config = current()
+        config = current_overrides() or global_config
         if config["callbacks"] or self.callbacks:
             return self._call_observed(**kwargs)
         return self._run(config, (), kwargs)
@@ -135,35 +146,50 @@ class Predict(Module, Parameter):
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         if args:
             raise ValueError(self._positional_args_error())
-        return await super().acall(**kwargs)
+        # Module.acall, inlined: one coroutine less per call of an async batch.
+        config = current_overrides() or global_config
+        if config["callbacks"] or self.callbacks:
+            return await self._acall_observed(**kwargs)
+        return await self._arun(config, (), kwargs)
 
     def _forward_preprocess(self, **kwargs: Any) -> tuple[Any, dict[str, Any], Any, list[Any], dict[str, Any]]:
-        if "new_signature" in kwargs:
-            raise ValueError("new_signature is no longer a valid keyword argument; pass `signature=` instead.")
-        signature = kwargs.pop("signature", None)
-        if signature is None:
-            signature = self.signature
-        elif not isinstance(signature, type):
-            from turbodspy.signatures import ensure_signature
+        plan = self._plan
+        settings = current_overrides() or global_config
+        if plan is not None and plan.plain and plan.signature is self.signature and plan.names.issuperset(kwargs):
+            # The common call: only input fields, so no keyword below is present.
+            signature = plan.signature
+            demos = self.demos
+            config = {**self.config}
+            lm = self.lm or settings["lm"]
+            extra = False
+        else:
+            if "new_signature" in kwargs:
+                raise ValueError("new_signature is no longer a valid keyword argument; pass `signature=` instead.")
+            signature = kwargs.pop("signature", None)
+            if signature is None:
+                signature = self.signature
+            elif not isinstance(signature, type):
+                from turbodspy.signatures import ensure_signature
 
-            signature = ensure_signature(signature)
-        demos = kwargs.pop("demos", self.demos)
-        config = {**self.config, **kwargs.pop("config", {})}
-        settings = current()
-
-        lm = kwargs.pop("lm", self.lm) or settings["lm"]
-        if lm is None:
-            raise ValueError(
-                "No LM is loaded. Please configure the LM using `dspy.configure(lm=dspy.LM(...))`. e.g, "
-                "`dspy.configure(lm=dspy.LM('openai/gpt-4o-mini'))`"
-            )
-        if isinstance(lm, str):
-            raise ValueError(
-                f"LM must be an instance of `dspy.BaseLM`, not a string. Instead of using a string like "
-                f"'dspy.configure(lm=\"{lm}\")', please configure the LM like 'dspy.configure(lm=dspy.LM(\"{lm}\"))'"
-            )
-        if not isinstance(lm, BaseLM) and getattr(lm, "supports_decision_requests", False) is not True:
-            raise ValueError(f"LM must be a dspy.BaseLM or a decision-request client, not {type(lm)}.")
+                signature = ensure_signature(signature)
+            demos = kwargs.pop("demos", self.demos)
+            config = {**self.config, **kwargs.pop("config", {})}
+            lm = kwargs.pop("lm", self.lm) or settings["lm"]
+            extra = True
+        if not isinstance(lm, BaseLM):  # the checks below, in DSPy's order, for anything but an LM
+            if lm is None:
+                raise ValueError(
+                    "No LM is loaded. Please configure the LM using `dspy.configure(lm=dspy.LM(...))`. e.g, "
+                    "`dspy.configure(lm=dspy.LM('openai/gpt-4o-mini'))`"
+                )
+            if isinstance(lm, str):
+                raise ValueError(
+                    f"LM must be an instance of `dspy.BaseLM`, not a string. Instead of using a string like "
+                    f"'dspy.configure(lm=\"{lm}\")', please configure the LM like "
+                    f"'dspy.configure(lm=dspy.LM(\"{lm}\"))'"
+                )
+            if getattr(lm, "supports_decision_requests", False) is not True:
+                raise ValueError(f"LM must be a dspy.BaseLM or a decision-request client, not {type(lm)}.")
 
         # n > 1 at (near) zero temperature would give n copies of one answer: raise the temperature, as DSPy does.
         defaults = getattr(lm, "kwargs", {})
@@ -172,30 +198,32 @@ class Predict(Module, Parameter):
         if (temperature is None or temperature <= 0.15) and num_generations > 1:
             config["temperature"] = 0.7
 
-        if "prediction" in kwargs:
-            predicted = kwargs["prediction"]
-            if isinstance(predicted, dict) and predicted.get("type") == "content" and "content" in predicted:
-                config["prediction"] = kwargs.pop("prediction")
-
-        plan = self._plan
-        if plan is None or plan.signature is not signature:
-            plan = _InputPlan(signature)
-            if signature is self.signature:
-                self._plan = plan
-        for k, v in plan.defaults.items():
-            if k not in kwargs:
-                kwargs[k] = v
-        if not plan.names.issuperset(kwargs):
-            extra = [k for k in kwargs if k not in plan.names]
+        if extra:
+            if "prediction" in kwargs:
+                predicted = kwargs["prediction"]
+                if isinstance(predicted, dict) and predicted.get("type") == "content" and "content" in predicted:
+                    config["prediction"] = kwargs.pop("prediction")
+            if plan is None or plan.signature is not signature:
+                plan = _InputPlan(signature)
+                if signature is self.signature:
+                    self._plan = plan
+        if plan.defaults:
+            for k, v in plan.defaults.items():
+                if k not in kwargs:
+                    kwargs[k] = v
+        if extra and not plan.names.issuperset(kwargs):
+            ignored = [k for k in kwargs if k not in plan.names]
             logger.warning(
                 "Input contains fields not in signature. These fields will be ignored: %s. Expected fields: %s.",
-                extra,
+                ignored,
                 list(signature.input_fields),
             )
         if settings["warn_on_type_mismatch"]:
             for name, annotation in plan.checked:
                 value = kwargs.get(name)
-                if value is not None and not _is_value_compatible_with_type(value, annotation):
+                if value is None or (annotation is str and type(value) is str):
+                    continue
+                if not _is_value_compatible_with_type(value, annotation):
                     logger.warning(
                         "Type mismatch for field '%s': expected %s based on given Signature, "
                         "but the provided value is incompatible: %s.",
@@ -203,7 +231,8 @@ class Predict(Module, Parameter):
                         _type_name(annotation),
                         value,
                     )
-        if not plan.names.issubset(kwargs):
+        # On the common path kwargs hold only input fields, so all are present when the counts agree.
+        if not (plan.names.issubset(kwargs) if extra else len(kwargs) == len(plan.names)):
             missing = [k for k in signature.input_fields if k not in kwargs and k not in plan.allows_none]
             if missing:
                 present = [k for k in signature.input_fields if k in kwargs]
@@ -213,8 +242,8 @@ class Predict(Module, Parameter):
         return lm, config, signature, demos, kwargs
 
     def _forward_postprocess(self, completions: list[dict[str, Any]], signature: Any, **kwargs: Any) -> Prediction:
-        pred = Prediction.from_completions(completions, signature=signature)
-        settings = current()
+        pred = Prediction.from_completions(completions, signature)
+        settings = current_overrides() or global_config
         trace = settings["trace"]
         max_size = settings["max_trace_size"]
         if kwargs.pop("_trace", True) and trace is not None and max_size > 0:
@@ -226,7 +255,14 @@ class Predict(Module, Parameter):
 
     def forward(self, **kwargs: Any) -> Prediction:
         lm, config, signature, demos, kwargs = self._forward_preprocess(**kwargs)
-        completions = _adapter()(lm, lm_kwargs=config, signature=signature, demos=demos, inputs=kwargs)
+        adapter = (current_overrides() or global_config).get("adapter")
+        if adapter is None:
+            adapter = _default_adapter or _default_chat_adapter()
+        if type(adapter).__call__ is _ADAPTER_CALL:
+            # turbodspy's own adapters take these positionally (one keyword-argument dict less per call).
+            completions = _ADAPTER_CALL(adapter, lm, config, signature, demos, kwargs)
+        else:
+            completions = adapter(lm, lm_kwargs=config, signature=signature, demos=demos, inputs=kwargs)
         return self._forward_postprocess(completions, signature, **kwargs)
 
     async def aforward(self, **kwargs: Any) -> Prediction:

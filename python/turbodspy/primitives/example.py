@@ -30,7 +30,9 @@ class Example:
     def __init__(self, base: Example | dict[str, Any] | None = None, **kwargs: Any) -> None:
         store: dict[str, Any]
         input_keys = None
-        if base and isinstance(base, type(self)):
+        if base is None:
+            store = {}
+        elif base and isinstance(base, type(self)):
             store = base._store.copy()
             base_keys = getattr(base, "_input_keys", None)
             if base_keys is not None:
@@ -71,7 +73,7 @@ class Example:
         return key in self._store
 
     def __len__(self) -> int:
-        return sum(1 for k in self._store if not k.startswith("dspy_"))
+        return len([k for k in self._store if not k.startswith("dspy_")])
 
     def __iter__(self) -> Iterator[str]:
         return iter(dict(self._store))

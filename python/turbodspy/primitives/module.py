@@ -13,7 +13,7 @@ from turbodspy.clients.history import CallHistory, pretty_print_history
 from turbodspy.primitives.base_module import BaseModule
 from turbodspy.primitives.example import Example
 from turbodspy.primitives.prediction import Prediction
-from turbodspy.settings import _overrides, current
+from turbodspy.settings import _overrides, current, current_overrides, global_config
 from turbodspy.utils.callback import with_callbacks
 from turbodspy.utils.usage_tracker import track_usage
 
@@ -61,13 +61,13 @@ class Module(BaseModule, metaclass=ProgramMeta):
         self.__dict__.setdefault("callbacks", [])
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        config = current()
+        config = current_overrides() or global_config
         if config["callbacks"] or self.callbacks:
             return self._call_observed(*args, **kwargs)
         return self._run(config, args, kwargs)
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
-        config = current()
+        config = current_overrides() or global_config
         if config["callbacks"] or self.callbacks:
             return await self._acall_observed(*args, **kwargs)
         return await self._arun(config, args, kwargs)
@@ -83,7 +83,9 @@ class Module(BaseModule, metaclass=ProgramMeta):
 
     def _run(self, config: dict[str, Any], args: tuple, kwargs: dict[str, Any]) -> Any:
         # What `settings.context(caller_modules=[..., self])` does, without a generator per call.
-        token = _overrides.set({**config, "caller_modules": [*(config["caller_modules"] or ()), self]})
+        inner = config.copy()
+        inner["caller_modules"] = [*(config["caller_modules"] or ()), self]
+        token = _overrides.set(inner)
         try:
             if config["track_usage"] and config["usage_tracker"] is None:
                 with track_usage() as tracker:
@@ -95,7 +97,9 @@ class Module(BaseModule, metaclass=ProgramMeta):
             _overrides.reset(token)
 
     async def _arun(self, config: dict[str, Any], args: tuple, kwargs: dict[str, Any]) -> Any:
-        token = _overrides.set({**config, "caller_modules": [*(config["caller_modules"] or ()), self]})
+        inner = config.copy()
+        inner["caller_modules"] = [*(config["caller_modules"] or ()), self]
+        token = _overrides.set(inner)
         try:
             if config["track_usage"] and config["usage_tracker"] is None:
                 with track_usage() as tracker:
@@ -186,24 +190,26 @@ class Module(BaseModule, metaclass=ProgramMeta):
             requests_per_minute: Start at most this many examples per minute.
         """
         from turbodspy.predict.parallel import Parallel
+        from turbodspy.primitives.parallel import _objects_before_frozen
 
-        for ex in examples:
-            if isinstance(ex, Example) and ex._input_keys is None:
-                ex.inputs()  # raises the ValueError that says to call `with_inputs`
-        # Examples go in whole: Parallel passes only their inputs to the program.
-        pairs = [(self, ex) for ex in examples]
-        parallel = Parallel(
-            num_threads=num_threads,
-            max_errors=max_errors,
-            return_failed_examples=return_failed_examples,
-            provide_traceback=provide_traceback,
-            disable_progress_bar=disable_progress_bar,
-            timeout=timeout,
-            straggler_limit=straggler_limit,
-            concurrency=concurrency,
-            requests_per_minute=requests_per_minute,
-        )
-        return parallel.forward(pairs)
+        with _objects_before_frozen():  # first thing: see `_objects_before_frozen`
+            for ex in examples:
+                if isinstance(ex, Example) and ex._input_keys is None:
+                    ex.inputs()  # raises the ValueError that says to call `with_inputs`
+            # Examples go in whole: Parallel passes only their inputs to the program.
+            pairs = [(self, ex) for ex in examples]
+            parallel = Parallel(
+                num_threads=num_threads,
+                max_errors=max_errors,
+                return_failed_examples=return_failed_examples,
+                provide_traceback=provide_traceback,
+                disable_progress_bar=disable_progress_bar,
+                timeout=timeout,
+                straggler_limit=straggler_limit,
+                concurrency=concurrency,
+                requests_per_minute=requests_per_minute,
+            )
+            return parallel.forward(pairs)
 
     def _set_lm_usage(self, tokens: dict[str, Any], output: Any) -> None:
         prediction = output

@@ -67,9 +67,11 @@ def _objects_before_frozen() -> Iterator[None]:
     """Exempt every object that exists before a batch from the garbage collector's full passes during it.
 
     A process that imported LiteLLM holds over half a million objects, and each full collection walks all of
-    them; a long batch creates enough objects to trigger many. Freezing (`gc.freeze`, undone by `gc.unfreeze`
-    when the outermost batch ends) leaves those passes only the batch's own objects. Nothing is leaked: cycles
-    among the frozen objects are collected after the batch as before.
+    them (a fifth of a second); a long batch creates enough objects to trigger many. Freezing (`gc.freeze`,
+    undone by `gc.unfreeze` when the outermost batch ends) leaves those passes only the batch's own objects.
+    Nothing is leaked: cycles among the frozen objects are collected after the batch as before. Batches freeze
+    first thing (`Module.batch`, `Parallel`, the executor): a full pass that falls due while a batch sets up
+    (as one does soon after LiteLLM's import) would otherwise stall its first items.
     """
     global _frozen_depth
     with _freeze_lock:
@@ -138,9 +140,11 @@ class _Progress:
     """The tqdm bar (with its items/s throughput), updated by whichever worker finishes an item."""
 
     def __init__(self, total: int, disable: bool, compare_results: bool) -> None:
-        import tqdm
+        self.bar = None
+        if not disable:  # a hidden bar shows nothing: tqdm is not even imported for it
+            import tqdm
 
-        self.bar = tqdm.tqdm(total=total, dynamic_ncols=True, disable=disable, file=sys.stdout)
+            self.bar = tqdm.tqdm(total=total, dynamic_ncols=True, file=sys.stdout)
         self.disabled = disable
         self.compare_results = compare_results
         self.total = total
@@ -161,7 +165,8 @@ class _Progress:
         self.bar.update(1)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 class ParallelExecutor:
@@ -230,6 +235,10 @@ class ParallelExecutor:
 
     def execute(self, function: Callable[[Any], Any], data: Sequence[Any]) -> list[Any]:
         """Run `function` over `data` on `num_threads` threads (1: in the calling thread). Returns results."""
+        with _objects_before_frozen():
+            return self._execute(function, data)
+
+    def _execute(self, function: Callable[[Any], Any], data: Sequence[Any]) -> list[Any]:
         data = list(data)
         results: list[Any] = [_UNSET] * len(data)
         parent = contextvars.copy_context()
@@ -262,8 +271,7 @@ class ParallelExecutor:
                     progress.advance(error if error is not None else outcome)
 
         try:
-            with _objects_before_frozen():
-                self._run_workers(run_items, total)
+            self._run_workers(run_items, total)
         except KeyboardInterrupt:
             self.cancel_jobs.set()
             logger.warning("SIGINT received. Cancelling.")
@@ -320,23 +328,24 @@ class ParallelExecutor:
         The work runs on turbodspy's background event loop, which lives as long as the process, so async HTTP
         clients (LiteLLM's) and their connections are reused from one batch to the next.
         """
-        if _on_background_loop():
-            # A batch started from inside an async batch item: waiting here for our own loop would deadlock it.
-            return self._execute_on_private_loop(afunction, data, concurrency)
-        # The handle scheduling the coroutine copies this thread's context, so the caller's settings apply.
-        future = asyncio.run_coroutine_threadsafe(self.aexecute(afunction, data, concurrency), background_loop())
-        try:
-            while True:
-                try:
-                    # A timed wait keeps the calling thread responsive to Ctrl-C.
-                    return future.result(timeout=0.25)
-                except concurrent.futures.TimeoutError:
-                    continue
-        except KeyboardInterrupt:
-            self.cancel_jobs.set()
-            future.cancel()
-            logger.warning("SIGINT received. Cancelling.")
-            raise
+        with _objects_before_frozen():
+            if _on_background_loop():
+                # A batch started from inside an async batch item: waiting here for our own loop would deadlock it.
+                return self._execute_on_private_loop(afunction, data, concurrency)
+            # The handle scheduling the coroutine copies this thread's context, so the caller's settings apply.
+            future = asyncio.run_coroutine_threadsafe(self.aexecute(afunction, data, concurrency), background_loop())
+            try:
+                while True:
+                    try:
+                        # A timed wait keeps the calling thread responsive to Ctrl-C.
+                        return future.result(timeout=0.25)
+                    except concurrent.futures.TimeoutError:
+                        continue
+            except KeyboardInterrupt:
+                self.cancel_jobs.set()
+                future.cancel()
+                logger.warning("SIGINT received. Cancelling.")
+                raise
 
     def _execute_on_private_loop(
         self, afunction: Callable[[Any], Awaitable[Any]], data: Sequence[Any], concurrency: int | None
@@ -361,6 +370,12 @@ class ParallelExecutor:
         self, afunction: Callable[[Any], Awaitable[Any]], data: Sequence[Any], concurrency: int | None = None
     ) -> list[Any]:
         """Run `await afunction(item)` over `data` on the running loop with `concurrency` items in flight."""
+        with _objects_before_frozen():
+            return await self._aexecute(afunction, data, concurrency)
+
+    async def _aexecute(
+        self, afunction: Callable[[Any], Awaitable[Any]], data: Sequence[Any], concurrency: int | None
+    ) -> list[Any]:
         concurrency = concurrency or DEFAULT_ASYNC_CONCURRENCY
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}.")
@@ -368,29 +383,35 @@ class ParallelExecutor:
         results: list[Any] = [_UNSET] * len(data)
         progress = _Progress(len(data), self.disable_progress_bar, self.compare_results)
         next_index = iter(range(len(data)))
+        cancelled = self.cancel_jobs.is_set
+        rate_limiter = self.rate_limiter
+        # A hidden bar has nothing to show: items then skip the progress bookkeeping.
+        advance = None if self.disable_progress_bar else progress.advance
 
         async def run_items() -> None:
             for index in next_index:
-                if self.cancel_jobs.is_set():
+                if cancelled():
                     return
-                if self.rate_limiter is not None:
-                    await self.rate_limiter.await_slot()
-                    if self.cancel_jobs.is_set():
+                if rate_limiter is not None:
+                    await rate_limiter.await_slot()
+                    if cancelled():
                         return
                 item = data[index]
-                outcome = error = None
                 try:
                     outcome = await afunction(item)
                 except Exception as e:
-                    error = e
-                self._record(results, index, item, outcome, error)
-                progress.advance(error if error is not None else outcome)
+                    self._record(results, index, item, None, e)
+                    if advance is not None:
+                        advance(e)
+                    continue
+                results[index] = outcome
+                if advance is not None:
+                    advance(outcome)
 
         # Each worker is a task, so it runs in its own copy of the caller's context.
         workers = [asyncio.ensure_future(run_items()) for _ in range(min(concurrency, len(data)))]
         try:
-            with _objects_before_frozen():
-                await asyncio.gather(*workers)
+            await asyncio.gather(*workers)
         except BaseException:
             self.cancel_jobs.set()
             for w in workers:

@@ -7,10 +7,11 @@ choice); the prediction's fields are the first choice's and `.completions` holds
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from turbodspy.primitives.example import Example
+
+_set_attribute = object.__setattr__
 
 
 class Prediction(Example):
@@ -37,16 +38,16 @@ class Prediction(Example):
     def from_completions(cls, list_or_dict: list[dict[str, Any]] | dict[str, list[Any]], signature: Any = None):
         """A prediction whose fields are the first completion's, keeping all of them in `.completions`."""
         obj = cls.__new__(cls)
-        if isinstance(list_or_dict, list) and len(list_or_dict) == 1 and type(list_or_dict[0]) is dict:
+        if type(list_or_dict) is list and len(list_or_dict) == 1 and type(list_or_dict[0]) is dict:
             # One choice, the common case: its dict becomes the fields, and `.completions` is built from them on
             # first read, or before the first change to a field (so it always shows what the LM answered).
-            object.__setattr__(obj, "_store", list_or_dict[0])
-            object.__setattr__(obj, "_choices", _one_choice(signature))
+            _set_attribute(obj, "_store", list_or_dict[0])
+            _set_attribute(obj, "_choices", _one_choice(signature))
         else:
             choices = Completions(list_or_dict, signature=signature)
-            object.__setattr__(obj, "_store", {k: v[0] for k, v in choices._completions.items()})
-            object.__setattr__(obj, "_choices", choices)
-        object.__setattr__(obj, "_lm_usage", None)
+            _set_attribute(obj, "_store", {k: v[0] for k, v in choices._completions.items()})
+            _set_attribute(obj, "_choices", choices)
+        _set_attribute(obj, "_lm_usage", None)
         return obj
 
     @property
@@ -138,21 +139,24 @@ class _OneChoice:
         self.signature = signature
 
 
-_one_choice_by_signature: weakref.WeakKeyDictionary[Any, _OneChoice] = weakref.WeakKeyDictionary()
 _one_choice_without_signature = _OneChoice(None)
+_ONE_CHOICE = "__turbodspy_one_choice__"
 
 
 def _one_choice(signature: Any) -> _OneChoice:
-    """One shared marker per signature, so a batch of predictions does not hold one marker each."""
+    """One shared marker per signature, so a batch of predictions does not hold one marker each.
+
+    The marker is kept on the signature class itself (a subclass inherits its parent's, hence the check).
+    """
     if signature is None:
         return _one_choice_without_signature
-    try:
-        marker = _one_choice_by_signature.get(signature)
-        if marker is None:
-            marker = _one_choice_by_signature[signature] = _OneChoice(signature)
+    marker = getattr(signature, _ONE_CHOICE, None)
+    if marker is not None and marker.signature is signature:
         return marker
-    except TypeError:  # not weak-referenceable
-        return _OneChoice(signature)
+    marker = _OneChoice(signature)
+    if isinstance(signature, type):
+        type.__setattr__(signature, _ONE_CHOICE, marker)
+    return marker
 
 
 class Completions:

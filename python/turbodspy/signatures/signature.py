@@ -104,6 +104,13 @@ def _forget_class(key: tuple, cls: type) -> None:
         _in_use.pop(key, None)
 
 
+def _forget_compiled(cls: type) -> None:
+    """Drop what adapters compiled from `cls` (prompt templates, parse plans): any change to the class, such as
+    new instructions or rebuilt fields, may make them out of date. Adapters compile again on their next call."""
+    if "__turbodspy_compiled__" in cls.__dict__:
+        type.__delattr__(cls, "__turbodspy_compiled__")
+
+
 def _default_instructions(inputs: Any, outputs: Any) -> str:
     inputs_ = ", ".join(f"`{name}`" for name in inputs)
     outputs_ = ", ".join(f"`{name}`" for name in outputs)
@@ -122,6 +129,14 @@ class SignatureMeta(type(BaseModel)):  # type: ignore[misc]
                 return _string_signature(*args, **kwargs)
             return make_signature(*args, **kwargs)
         return super().__call__(*args, **kwargs)
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        _forget_compiled(cls)
+
+    def __delattr__(cls, name: str) -> None:
+        super().__delattr__(name)
+        _forget_compiled(cls)
 
     @staticmethod
     def _detect_custom_types_from_caller(signature_str: str) -> dict[str, Any] | None:
