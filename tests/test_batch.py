@@ -289,3 +289,17 @@ def test_objects_from_before_a_batch_are_left_to_after_it_by_full_collections(nu
     assert gc.get_freeze_count() == 0  # nothing stays frozen after the batch
     gc.collect()
     assert program.watched() is None  # and the garbage from before is collected as usual
+
+
+def test_a_program_that_froze_objects_itself_keeps_them_frozen_after_a_batch():
+    program = _Collect()
+    kept = _Cycle()  # what a pre-forking server freezes before it forks its workers
+    program.watched = weakref.ref(kept)
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        program.batch([{"x": 1}], num_threads=1, disable_progress_bar=True)
+        assert gc.get_freeze_count() == frozen  # the batch neither unfroze them nor froze more
+    finally:
+        gc.unfreeze()

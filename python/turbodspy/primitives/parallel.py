@@ -59,6 +59,7 @@ def _on_background_loop() -> bool:
 
 
 _frozen_depth = 0
+_we_froze = False
 _freeze_lock = threading.Lock()
 
 
@@ -73,17 +74,21 @@ def _objects_before_frozen() -> Iterator[None]:
     first thing (`Module.batch`, `Parallel`, the executor): a full pass that falls due while a batch sets up
     (as one does soon after LiteLLM's import) would otherwise stall its first items.
     """
-    global _frozen_depth
+    global _frozen_depth, _we_froze
     with _freeze_lock:
         if _frozen_depth == 0:
-            gc.freeze()
+            # A program that froze objects itself (a pre-forking server does, to share memory with its workers)
+            # keeps its own arrangement: unfreezing after the batch would undo it.
+            _we_froze = gc.get_freeze_count() == 0
+            if _we_froze:
+                gc.freeze()
         _frozen_depth += 1
     try:
         yield
     finally:
         with _freeze_lock:
             _frozen_depth -= 1
-            if _frozen_depth == 0:
+            if _frozen_depth == 0 and _we_froze:
                 gc.unfreeze()
 
 
