@@ -10,11 +10,13 @@ LiteLLM would fill in the key or base URL from its globals or the environment, i
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # asyncio loads with the first async call, not with `import turbodspy`
+    import asyncio
 
 # Distinct (key, base, timeout, ...) combinations kept per event loop (and for sync calls); the oldest goes first.
 MAX_CLIENTS = 16
@@ -41,6 +43,8 @@ def client_for(litellm: Any, sent: dict[str, Any], asynchronous: bool) -> Any | 
         if asynchronous:
             for closed in [loop for loop in _async_clients if loop.is_closed()]:
                 del _async_clients[closed]  # its clients (which hold it) go with it
+            import asyncio
+
             clients = _async_clients.setdefault(asyncio.get_running_loop(), OrderedDict())
         else:
             clients = _sync_clients
