@@ -153,23 +153,29 @@ class ChatCall:
         in order, so there is nothing to fill in."""
         values = []
         for output in outputs:
-            logprobs = None
-            text = output
-            if type(output) is not str and isinstance(output, dict):
-                text = output.get("text")
-                logprobs = output.get("logprobs")
-            if not text:
-                raise AdapterParseError(
-                    adapter_name=adapter_name,
-                    signature=signature,
-                    lm_response=str(output),
-                    message="The LM returned an empty or null response.",
-                )
+            text, logprobs = completion_text(output, adapter_name, signature)
             value = self.parse(signature, text)
             if logprobs:
                 value["logprobs"] = logprobs
             values.append(value)
         return values
+
+
+def completion_text(output: Any, adapter_name: str, signature: type) -> tuple[str, Any]:
+    """A completion's text and logprobs (an LM output is the text, or a dict holding it); no text is an error."""
+    logprobs = None
+    text = output
+    if type(output) is not str and isinstance(output, dict):
+        text = output.get("text")
+        logprobs = output.get("logprobs")
+    if not text:
+        raise AdapterParseError(
+            adapter_name=adapter_name,
+            signature=signature,
+            lm_response=str(output),
+            message="The LM returned an empty or null response.",
+        )
+    return text, logprobs
 
 
 def chat_call(signature: type) -> ChatCall:

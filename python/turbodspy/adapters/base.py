@@ -107,18 +107,7 @@ class Adapter:
         output_names = _template.output_names(original_signature)
         parse = self.parse if self._observed() else self._plain_parse
         for output in outputs:
-            logprobs = None
-            text = output
-            if type(output) is not str and isinstance(output, dict):
-                text = output.get("text")
-                logprobs = output.get("logprobs")
-            if not text:
-                raise AdapterParseError(
-                    adapter_name=type(self).__name__,
-                    signature=original_signature,
-                    lm_response=str(output),
-                    message="The LM returned an empty or null response.",
-                )
+            text, logprobs = _template.completion_text(output, type(self).__name__, original_signature)
             value = parse(processed_signature, text)
             # A parse that already gave exactly the output fields, in order, has nothing left to fill or reorder.
             if tuple(value) != output_names:
@@ -130,6 +119,23 @@ class Adapter:
                 value["logprobs"] = logprobs
             values.append(value)
         return values
+
+    def _messages(
+        self, lm: Any, lm_kwargs: dict[str, Any], signature: type, demos: list[dict[str, Any]], inputs: dict[str, Any]
+    ) -> tuple[Any, type, list[dict[str, Any]]]:
+        """`(ChatCall or None, processed signature, messages)` for a call: a stock ChatAdapter without callbacks
+        runs `_call_preprocess` and `format` in one go, and its `ChatCall` then parses the outputs too."""
+        observed = self._observed()
+        if self._stock_chat and not observed:
+            if lm_kwargs and not self.use_native_function_calling:
+                for key in ("tools", "tool_choice", "parallel_tool_calls"):
+                    lm_kwargs.pop(key, None)
+            chat = _template.chat_call(signature)
+            return chat, signature, chat.template.format(demos, inputs)
+        processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
+        if observed:
+            return None, processed, self.format(processed, demos, inputs)
+        return None, processed, self._plain_format(processed, demos, inputs)
 
     def __call__(
         self,
@@ -145,21 +151,10 @@ class Adapter:
         adapter has one; LM errors (context window, provider) propagate as they are.
         """
         try:
-            observed = self._observed()
-            if self._stock_chat and not observed:
-                # `_call_preprocess`, `format`, `_call_postprocess` and `parse` of ChatAdapter, without the calls.
-                if lm_kwargs and not self.use_native_function_calling:
-                    for key in ("tools", "tool_choice", "parallel_tool_calls"):
-                        lm_kwargs.pop(key, None)
-                chat = _template.chat_call(signature)
-                outputs = lm(messages=chat.template.format(demos, inputs), **lm_kwargs)
-                return chat.values(type(self).__name__, signature, outputs)
-            processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
-            if observed:
-                messages = self.format(processed, demos, inputs)
-            else:
-                messages = self._plain_format(processed, demos, inputs)
+            chat, processed, messages = self._messages(lm, lm_kwargs, signature, demos, inputs)
             outputs = lm(messages=messages, **lm_kwargs)
+            if chat is not None:
+                return chat.values(type(self).__name__, signature, outputs)
             return self._call_postprocess(processed, signature, outputs, lm, lm_kwargs)
         except AdapterParseError:
             fallback = self._json_fallback()
@@ -177,20 +172,10 @@ class Adapter:
     ) -> list[dict[str, Any]]:
         """`__call__` with `await lm.acall(...)`."""
         try:
-            observed = self._observed()
-            if self._stock_chat and not observed:
-                if lm_kwargs and not self.use_native_function_calling:
-                    for key in ("tools", "tool_choice", "parallel_tool_calls"):
-                        lm_kwargs.pop(key, None)
-                chat = _template.chat_call(signature)
-                outputs = await lm.acall(messages=chat.template.format(demos, inputs), **lm_kwargs)
-                return chat.values(type(self).__name__, signature, outputs)
-            processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
-            if observed:
-                messages = self.format(processed, demos, inputs)
-            else:
-                messages = self._plain_format(processed, demos, inputs)
+            chat, processed, messages = self._messages(lm, lm_kwargs, signature, demos, inputs)
             outputs = await lm.acall(messages=messages, **lm_kwargs)
+            if chat is not None:
+                return chat.values(type(self).__name__, signature, outputs)
             return self._call_postprocess(processed, signature, outputs, lm, lm_kwargs)
         except AdapterParseError:
             fallback = self._json_fallback()
