@@ -367,11 +367,16 @@ fn write_exact_str(s: &Bound<'_, PyString>, w: &mut Writer<'_>) -> PyResult<()> 
 }
 
 fn write_int(i: &Bound<'_, PyInt>, out: &mut Vec<u8>) -> PyResult<()> {
-    if let Ok(v) = i.extract::<i64>() {
+    let mut overflow = 0;
+    // SAFETY: `i` is a live int. This call reports overflow instead of raising, so the walk creates no
+    // exception object (whose allocation could start a garbage collection) while it holds borrowed members.
+    let v = unsafe { ffi::PyLong_AsLongLongAndOverflow(i.as_ptr(), &mut overflow) };
+    if overflow == 0 {
         out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-    } else if let Ok(v) = i.extract::<u64>() {
+    } else if let (1, Ok(v)) = (overflow, i.extract::<u64>()) {
         out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
     } else {
+        // (Too large even for u64: the error ends the walk, so no borrowed member is used after it.)
         return Err(UnsupportedValueError::new_err(
             "Integer exceeds 64-bit range",
         ));
