@@ -245,3 +245,28 @@ def test_damage_in_the_index_is_a_miss_and_verify_rebuilds_it(tmp_path):
     assert _reads(tmp_path) == (0, 300)
     assert DiskCache(tmp_path).verify()["index_was_unreadable"]
     assert _reads(tmp_path) == (300, 0)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/mounts"), reason="Linux mount table")
+def test_the_filesystem_of_a_directory_is_its_longest_mount():
+    from turbodspy.clients import disk_cache
+
+    assert disk_cache._filesystem_type(Path("/proc/self")) == "proc"  # not "/"'s filesystem
+    assert disk_cache._filesystem_type(Path("/proc/not/there/yet")) == "proc"  # the nearest existing parent
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/mounts"), reason="Linux mount table")
+def test_a_directory_on_a_network_filesystem_is_used_memory_only(tmp_path, monkeypatch):
+    from turbodspy.clients import disk_cache
+    from turbodspy.clients.disk_cache import DiskCacheWarning
+
+    fstype = disk_cache._filesystem_type(tmp_path)
+    assert fstype
+    # Declare this machine's own filesystem a network one: the detection itself stays real.
+    monkeypatch.setattr(disk_cache, "_NETWORK_FILESYSTEMS", frozenset({fstype}))
+    cache = DiskCache(tmp_path / "cache")
+    with pytest.warns(DiskCacheWarning, match=f"on a {fstype} network filesystem"):
+        assert cache.get(key(1)) is None
+    cache.put(key(1), record(1))
+    assert cache.get(key(1)) is None
+    assert not (tmp_path / "cache").exists()  # nothing was written there

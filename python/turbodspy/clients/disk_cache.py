@@ -52,22 +52,27 @@ def default_size_limit() -> int:
 
 
 def _filesystem_type(path: Path) -> str | None:
-    """The type of the filesystem holding `path` (Linux: from /proc/self/mounts), or None if unknown."""
+    """The type of the filesystem holding `path` (Linux: from /proc/self/mounts), or None if unknown.
+
+    Plain string work: this runs on the first cache access of every process, so it is part of a first call.
+    """
     try:
         with open("/proc/self/mounts", encoding="utf-8") as f:
-            mounts = [line.split() for line in f]
-        probe = path.absolute()
-        while not probe.exists() and probe != probe.parent:
-            probe = probe.parent
-        probe = probe.resolve()
+            mounts = f.read().splitlines()
+        probe = os.path.abspath(path)
+        while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+            probe = os.path.dirname(probe)
+        probe = os.path.realpath(probe)
     except OSError:
         return None
     best, fstype = -1, None
-    for fields in mounts:
+    for line in mounts:
+        fields = line.split()
         if len(fields) < 3:
             continue
         mount = fields[1].replace("\\040", " ")
-        if (probe == Path(mount) or Path(mount) in probe.parents) and len(mount) > best:
+        inside = probe == mount or probe.startswith(mount if mount.endswith("/") else mount + "/")
+        if inside and len(mount) > best:
             best, fstype = len(mount), fields[2]
     return fstype
 
