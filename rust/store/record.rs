@@ -117,10 +117,15 @@ pub fn declared_len(bytes: &[u8]) -> Option<usize> {
 
 /// CRC-32 of the record with its own CRC field read as zero.
 fn checksum(record: &[u8]) -> u32 {
+    // Header and key go in as one 72-byte block with the field zeroed: pieces under 64 bytes take crc32fast's
+    // slow path.
+    let header_len = record.len().min(HEADER_LEN + KEY_LEN);
+    let mut header = [0u8; HEADER_LEN + KEY_LEN];
+    header[..header_len].copy_from_slice(&record[..header_len]);
+    header[12..16].fill(0);
     let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&record[..12]);
-    hasher.update(&[0; 4]);
-    hasher.update(&record[16..]);
+    hasher.update(&header[..header_len]);
+    hasher.update(&record[header_len..]);
     hasher.finalize()
 }
 
