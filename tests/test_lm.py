@@ -160,6 +160,16 @@ def test_rollout_id_is_keyed_recorded_and_never_sent(llm_server):
     assert lm.history[-1]["kwargs"]["rollout_id"] == 2
 
 
+def test_a_rollout_id_of_none_set_on_the_lm_is_left_out_and_left_alone(llm_server):
+    lm = openai_lm(llm_server, temperature=0.7)
+    lm.kwargs["rollout_id"] = None
+    before = dict(lm.kwargs)
+    first = lm("no rollout")
+    assert "rollout_id" not in llm_server.model_requests[-1].body
+    assert lm.kwargs == before and lm.kwargs["rollout_id"] is None  # the LM's own, unchanged
+    assert lm("no rollout") == first and len(llm_server.model_requests) == 1  # same key as without it
+
+
 def test_rollout_id_with_zero_temperature_warns(llm_server):
     with pytest.warns(UserWarning, match="rollout_id has no effect when temperature=0"):
         openai_lm(llm_server)("hi", rollout_id=1, temperature=0)

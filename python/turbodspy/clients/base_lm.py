@@ -159,13 +159,16 @@ class BaseLM:
 
     def _prepare(self, prompt: Any, messages: Any, kwargs: dict[str, Any], asynchronous: bool) -> tuple:
         """(merged kwargs, request, cache or None, key or None) for a call."""
-        use_cache = kwargs.get("cache", self.cache)
-        merged = {**self.kwargs, **kwargs}
-        if "cache" in kwargs:
-            del merged["cache"]
+        if kwargs:
+            use_cache = kwargs.get("cache", self.cache)
+            merged = {**self.kwargs, **kwargs}
+            if "cache" in kwargs:
+                del merged["cache"]
+        else:  # nothing to merge: the LM's own kwargs, only ever read from here on
+            use_cache, merged = self.cache, self.kwargs
         if "rollout_id" in merged:
             if merged["rollout_id"] is None:
-                del merged["rollout_id"]
+                merged = {k: v for k, v in merged.items() if k != "rollout_id"}
             else:
                 self._warn_zero_temp_rollout(merged.get("temperature"), merged["rollout_id"])
         rendered = messages or [{"role": "user", "content": prompt}]
