@@ -124,3 +124,22 @@ def test_a_record_forged_to_pass_its_checksum_is_a_miss(llm_server, tmp_path):
     report = dspy.cache.disk.verify()  # the forged record is damage; the fresh answer stored after it is not
     assert (report["bad"], report["ok"], report["entries"]) == (1, 1, 1)
     assert any((dspy.cache.disk.directory / "quarantine").iterdir())
+
+
+def test_a_marker_record_whose_response_lacks_messages_is_decoded_whole(llm_server):
+    lm = openai_lm(llm_server)
+    lm("odd shape")
+    key = only_disk_key()
+    # A record that says its outputs are the messages' text, over a response whose choices carry none.
+    odd = {
+        "outputs": OUTPUTS_ARE_MESSAGE_CONTENTS,
+        "cost": None,
+        "response_model": "m",
+        "model": lm.model,
+        "response": {"model": "m", "choices": [{"index": 0, "text": "from the text field"}]},
+        "usage": {},
+    }
+    dspy.cache.disk.put(key, odd)
+    dspy.cache.reset_memory_cache()
+    assert lm("odd shape") == ["from the text field"]
+    assert len(llm_server.model_requests) == 1

@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 
 __version__: str
+OUTPUTS_ARE_MESSAGE_CONTENTS: str
 
 class UnsupportedValueError(TypeError):
     """A request holds a value that is not JSON-native (the caller transforms it and retries)."""
@@ -41,6 +42,13 @@ class DiskStore:
     def size_limit_bytes(self) -> int: ...
     def get(self, key: str) -> dict[str, object] | None:
         """The record under `key` (64 hex chars), or None; counted in the hit/miss statistics."""
+    def get_sized(self, key: str) -> tuple[dict[str, object], int] | None:
+        """`(record, encoded size in bytes)`, or None."""
+    def get_stored(
+        self, key: str, members: tuple[str, ...] | None = None
+    ) -> tuple[StoredRecord, int, tuple[object, ...]] | None:
+        """`(record checked but not decoded, encoded size, values of the named top-level members)`, or None.
+        An `outputs` member stored as `OUTPUTS_ARE_MESSAGE_CONTENTS` comes back as the messages' text."""
     def peek(self, key: str) -> dict[str, object] | None:
         """Like `get`, not counted."""
     def contains(self, key: str) -> bool: ...
@@ -50,6 +58,16 @@ class DiskStore:
     def verify(self) -> dict[str, int | bool]: ...
     def clear(self) -> None: ...
     def keys(self) -> list[str]: ...
+
+class StoredRecord:
+    """A record read from the disk store: checksum and structure checked, decoded only on request."""
+
+    def decode(self) -> dict[str, object]: ...
+    def members(self, names: tuple[str, ...]) -> tuple[object, ...]:
+        """The named top-level members (None where absent), walking only up to the last one."""
+    def message_contents(self) -> list[object] | None:
+        """`response.choices[i].message.content` of the record, or None when it is not shaped so."""
+    def __len__(self) -> int: ...
 
 class SignatureSyntaxError(ValueError):
     """A malformed signature string; the message says what and where."""

@@ -32,6 +32,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_class::<store::DiskStore>()?;
     m.add_class::<store::StoredRecord>()?;
+    m.add(
+        "OUTPUTS_ARE_MESSAGE_CONTENTS",
+        store::OUTPUTS_ARE_MESSAGE_CONTENTS,
+    )?;
     m.add_function(wrap_pyfunction!(signature::parse_signature, m)?)?;
     m.add_function(wrap_pyfunction!(signature::signature_error, m)?)?;
     m.add_function(wrap_pyfunction!(signature::infer_ascii_prefix, m)?)?;

@@ -257,6 +257,23 @@ impl DiskStore {
     }
 }
 
+/// An LM record's `outputs` when they are the text of each choice's message, which the response holds.
+pub const OUTPUTS_ARE_MESSAGE_CONTENTS: &str = "message contents";
+
+/// The marker as stored: the string tag, its length (one LEB128 byte), its bytes.
+const OUTPUTS_MARKER_ENCODED: [u8; 18] = {
+    let text = OUTPUTS_ARE_MESSAGE_CONTENTS.as_bytes();
+    let mut encoded = [0u8; 18];
+    encoded[0] = value::STR;
+    encoded[1] = text.len() as u8;
+    let mut i = 0;
+    while i < text.len() {
+        encoded[2 + i] = text[i];
+        i += 1;
+    }
+    encoded
+};
+
 /// A record read from the store, checked (checksum and structure) but decoded only on request.
 #[pyclass(frozen, module = "turbodspy._core")]
 pub struct StoredRecord {
@@ -270,7 +287,9 @@ impl StoredRecord {
         decode_objects(py, &self.bytes)
     }
 
-    /// The values of the named top-level members, in the order named; None for a member not present.
+    /// The values of the named top-level members, in the order named; None for a member not present. An
+    /// `outputs` stored as the message-contents marker comes back as that text (None if the response is
+    /// not shaped so).
     fn members<'py>(
         &self,
         py: Python<'py>,
@@ -289,7 +308,15 @@ impl StoredRecord {
         for member in value::members(&self.bytes)? {
             let (key, bytes) = member?;
             if let Some(at) = wanted.iter().position(|name| *name == key) {
-                found[at] = decode_objects(py, bytes)?;
+                found[at] = if key == b"outputs" && bytes == OUTPUTS_MARKER_ENCODED {
+                    // The text of the response's messages: read from there (None if it is not shaped so).
+                    match self.message_contents(py)? {
+                        Some(contents) => contents.into_any(),
+                        None => py.None().into_bound(py),
+                    }
+                } else {
+                    decode_objects(py, bytes)?
+                };
                 missing -= 1;
                 if missing == 0 {
                     break; // the record's other members are never walked

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import turbodspy as _package
 from turbodspy import _core
 from turbodspy.clients import single_flight
-from turbodspy.clients.cache import IGNORED_KEY_ARGS, OUTPUTS_ARE_MESSAGE_CONTENTS, CacheEntry, kept_outputs
+from turbodspy.clients.cache import IGNORED_KEY_ARGS, CacheEntry, kept_outputs
 from turbodspy.clients.history import CallHistory, pretty_print_history, record_history, timestamp
 from turbodspy.clients.response import CachedResponse, get_field, response_to_data
 from turbodspy.clients.secrets import without_credentials
@@ -274,11 +274,8 @@ class BaseLM:
         leading = entry.leading
         if leading is not None:
             outputs, cost, response_model = leading
-            stored = entry.stored
-            if outputs == OUTPUTS_ARE_MESSAGE_CONTENTS:
-                outputs = stored.message_contents()
             if isinstance(outputs, list):  # records written before outputs were kept lack them
-                return _Derived(CachedResponse(None, cost, stored), response_model, cost, outputs)
+                return _Derived(CachedResponse(None, cost, entry.stored), response_model, cost, outputs)
         record = entry.record
         data, cost = record["response"], record.get("cost")
         # Outputs from the plain data, not through the view.

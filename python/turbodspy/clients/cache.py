@@ -34,8 +34,8 @@ DEFAULT_MEMORY_MAX_BYTES = 1024**3
 LM_HIT_MEMBERS = ("outputs", "cost", "response_model")
 
 # `outputs` of a record whose outputs are just the text of each choice's message, as most calls' are: the text
-# is stored once, in the response, and a hit reads it from there (`StoredRecord.message_contents`).
-OUTPUTS_ARE_MESSAGE_CONTENTS = "message contents"
+# is stored once, in the response, and a hit reads it from there (`DiskStore.get_stored` does).
+OUTPUTS_ARE_MESSAGE_CONTENTS = _core.OUTPUTS_ARE_MESSAGE_CONTENTS
 
 
 def kept_outputs(outputs: list, response: dict[str, Any]) -> list | str:
