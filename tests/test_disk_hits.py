@@ -7,6 +7,8 @@ from __future__ import annotations
 import struct
 import zlib
 
+import pytest
+
 import turbodspy as dspy
 from turbodspy.clients.cache import OUTPUTS_ARE_MESSAGE_CONTENTS
 from turbodspy.testing import Reply
@@ -143,3 +145,50 @@ def test_a_marker_record_whose_response_lacks_messages_is_decoded_whole(llm_serv
     dspy.cache.reset_memory_cache()
     assert lm("odd shape") == ["from the text field"]
     assert len(llm_server.model_requests) == 1
+
+
+def test_a_disk_hit_still_works_after_the_generic_api_decoded_its_record(llm_server):
+    lm = openai_lm(llm_server)
+    first = lm("decoded twice")
+    dspy.cache.reset_memory_cache()
+    assert dspy.cache.lookup(only_disk_key()).record["response"]  # DSPy's generic API decodes it whole
+    assert lm("decoded twice") == first
+    assert lm.history[-1]["response"].choices[0].message.content == first[0]
+    assert len(llm_server.model_requests) == 1
+
+
+def test_history_responses_from_disk_copy_deepcopy_and_pickle_as_data(llm_server):
+    import copy
+    import pickle
+
+    lm = openai_lm(llm_server)
+    first = lm("copy me")
+    dspy.cache.reset_memory_cache()
+    lm("copy me")
+    response = lm.history[-1]["response"]
+    for copied in (copy.copy(response), copy.deepcopy(response), pickle.loads(pickle.dumps(response))):
+        assert copied.choices[0].message.content == first[0]
+        assert copied == response and copied.cache_hit is True
+    history = copy.deepcopy(lm.history)
+    assert history[-1]["response"].choices[0].message.content == first[0]
+    assert copy.copy(dspy.clients.response.DataView({"a": 1})).a == 1
+
+
+def test_records_the_store_cannot_hand_back_whole_are_refused_or_missed(tmp_path):
+    import sys
+
+    from turbodspy.clients.disk_cache import DiskCache
+
+    cache = DiskCache(tmp_path)
+    key = "ab" * 32
+    previous = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        with pytest.raises(ValueError, match="at most 4300 digits"):
+            cache.put(key, {"n": 10**5000})
+    finally:
+        sys.set_int_max_str_digits(previous)
+    cache._get_store().put(key, [1, 2, 3])  # not a record: only another writer could leave this
+    assert cache.get_stored(key, ("outputs",)) is None
+    cache.put(key, {"cost": 10**400})  # a price beyond any float counts as none
+    assert cache.get(key) == {"cost": 10**400}

@@ -107,3 +107,25 @@ def test_a_cache_subclass_that_overrides_cache_key_keeps_its_own():
 def test_text_that_is_not_valid_unicode_is_refused_not_hashed(request_):
     with pytest.raises(UnicodeEncodeError):
         _core.request_key(request_)
+
+
+def test_ignored_args_may_be_any_container_of_names():
+    from turbodspy.clients.cache import Cache
+
+    request = {"model": "m", "api_key": "secret", "api_base": "http://x"}
+    expected = orjson_key(request, ("api_key", "api_base"))
+    for ignored in (
+        ["api_key", "api_base"],
+        ("api_key", "api_base"),
+        {"api_key", "api_base"},
+        frozenset({"api_key", "api_base"}),
+    ):
+        assert Cache.cache_key(request, ignored) == expected
+
+
+def test_cache_key_patched_on_the_class_reaches_existing_caches(monkeypatch):
+    from turbodspy.clients.cache import Cache
+
+    cache = Cache(enable_disk_cache=False, enable_memory_cache=True, disk_cache_dir=None)
+    monkeypatch.setattr(Cache, "cache_key", lambda self, request, ignored=None, fn_identifier=None: "patched")
+    assert cache.cache_key({"model": "m"}) == "patched"

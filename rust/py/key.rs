@@ -168,7 +168,12 @@ fn ignored_names(
         return Ok(Rc::from([]));
     };
     let Ok(tuple) = ignored.cast_exact::<PyTuple>() else {
-        return Ok(ignored.extract::<Vec<String>>()?.into());
+        // Any container of names (a list, a set), as DSPy accepts.
+        return ignored
+            .try_iter()?
+            .map(|name| name?.extract::<String>())
+            .collect::<PyResult<Vec<String>>>()
+            .map(Rc::from);
     };
     if let Some((seen, names)) = cached.as_ref() {
         if seen.as_ptr() == tuple.as_ptr() {

@@ -1,7 +1,7 @@
 //! `DiskStore`: the disk tier's Rust store as a Python class. Disk I/O runs with the GIL released.
 
 use crate::store::record::{RecordMeta, ENCODING_TAGGED, KEY_LEN};
-use crate::store::value::{self, Builder, ValueError, Writer, MAX_DEPTH};
+use crate::store::value::{self, Builder, ValueError, Writer, MAX_BIG_INT_DIGITS, MAX_DEPTH};
 use crate::store::{now_ms, Found, Stats, Store, StoreError, VerifyReport};
 use pyo3::exceptions::{PyOSError, PyPermissionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -113,7 +113,8 @@ impl DiskStore {
             return Ok(None);
         };
         // The record passed its checksum, so a malformed value means a file forged to match: still a miss.
-        if value::validate(&found.value).is_err() {
+        // So is a value that is not a record (a dict), which only a writer other than turbodspy's leaves.
+        if value::validate(&found.value).is_err() || found.value.first() != Some(&value::OBJECT) {
             return Ok(None);
         }
         let record = StoredRecord {
@@ -396,7 +397,16 @@ fn encode(v: &Bound<'_, PyAny>, w: &mut Writer, depth: usize) -> PyResult<()> {
     } else if let Ok(i) = v.cast::<PyInt>() {
         match i.extract::<i64>() {
             Ok(n) => w.int(n),
-            Err(_) => w.big_int(i.str()?.to_str()?),
+            Err(_) => {
+                let digits = i.str()?;
+                let digits = digits.to_str()?;
+                if digits.trim_start_matches('-').len() > MAX_BIG_INT_DIGITS {
+                    return Err(PyValueError::new_err(format!(
+                        "cache records hold integers of at most {MAX_BIG_INT_DIGITS} digits"
+                    )));
+                }
+                w.big_int(digits)
+            }
         }
     } else if let Ok(f) = v.cast::<PyFloat>() {
         w.float(f.value());

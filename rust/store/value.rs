@@ -21,6 +21,10 @@ pub const OBJECT: u8 = 8;
 /// Records nest a few levels; anything deeper is refused on both sides.
 pub const MAX_DEPTH: usize = 128;
 
+/// The most digits a big integer may have: Python's default limit for converting text to `int`, so every
+/// value that validates also decodes (a longer one is refused on both sides).
+pub const MAX_BIG_INT_DIGITS: usize = 4300;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ValueError {
     Truncated,
@@ -404,7 +408,10 @@ impl<'a> Reader<'a> {
 /// A big integer's text: decimal digits, optionally after a '-'.
 fn big_int_digits(digits: &str) -> Result<(), ValueError> {
     let unsigned = digits.strip_prefix('-').unwrap_or(digits);
-    if unsigned.is_empty() || !unsigned.bytes().all(|c| c.is_ascii_digit()) {
+    if unsigned.is_empty()
+        || unsigned.len() > MAX_BIG_INT_DIGITS
+        || !unsigned.bytes().all(|c| c.is_ascii_digit())
+    {
         return Err(ValueError::BadNumber);
     }
     Ok(())
@@ -591,6 +598,13 @@ mod tests {
             decode(&[BIG_INT, 2, b'1', b'x'], &mut Tree),
             Err(ValueError::BadNumber)
         );
+        let mut huge = Writer::default();
+        huge.big_int(&"9".repeat(MAX_BIG_INT_DIGITS + 1));
+        assert_eq!(validate(&huge.buf), Err(ValueError::BadNumber));
+        assert_eq!(decode(&huge.buf, &mut Tree), Err(ValueError::BadNumber));
+        let mut largest = Writer::default();
+        largest.big_int(&format!("-{}", "9".repeat(MAX_BIG_INT_DIGITS)));
+        assert_eq!(validate(&largest.buf), Ok(()));
         assert!(matches!(members(&[LIST, 0]), Err(ValueError::BadTag(LIST))));
         let object = [OBJECT, 2, 1, b'a', NULL, 1, b'b', LIST, 2, TRUE, FALSE];
         assert_eq!(member(&object, b"b"), Ok(Some(&[LIST, 2, TRUE, FALSE][..])));

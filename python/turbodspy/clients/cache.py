@@ -23,8 +23,6 @@ from turbodspy import _core
 
 logger = logging.getLogger(__name__)
 
-# Bound once: `cache_key` runs for every LM call, and a module attribute lookup is a measurable part of it.
-_request_key = _core.request_key
 
 IGNORED_KEY_ARGS = ("api_key", "api_base", "base_url")
 DEFAULT_MEMORY_MAX_BYTES = 1024**3
@@ -56,13 +54,15 @@ class CacheEntry:
     """One cached record, plus whatever a reader derived from it once (so later hits skip the work).
 
     A record read from disk stays a `StoredRecord` (checked, not decoded) until someone asks for all of it;
-    `leading` then holds the values of its `LM_HIT_MEMBERS`, all an LM hit needs.
+    `leading` then holds the values of its `LM_HIT_MEMBERS`, all an LM hit needs, and `stored` the record
+    (kept after a decode too: hits keep reading their response from it).
     """
 
-    __slots__ = ("_record", "derived", "leading", "size")
+    __slots__ = ("_record", "derived", "leading", "size", "stored")
 
     def __init__(self, record: Any, size: int, leading: tuple | None = None):
         self._record = record
+        self.stored = record if type(record) is _core.StoredRecord else None
         self.size = size
         self.leading = leading
         self.derived: Any = None
@@ -73,12 +73,6 @@ class CacheEntry:
         if type(record) is _core.StoredRecord:
             record = self._record = record.decode()
         return record
-
-    @property
-    def stored(self) -> Any:
-        """The undecoded `StoredRecord` this entry came from disk as, or None."""
-        record = self._record
-        return record if type(record) is _core.StoredRecord else None
 
 
 class Cache:
@@ -107,28 +101,15 @@ class Cache:
         self._lock = threading.Lock()
         self.disk = _open_disk_tier(self.disk_cache_dir, disk_size_limit_bytes) if enable_disk_cache else None
         self.enabled = self.enable_memory_cache or self.disk is not None
-        if type(self).cache_key is Cache.cache_key:
-            # The same function as one native call (a batch keys every request; the Python frame costs
-            # as much as the key of a small one). A subclass that overrides `cache_key` keeps its own.
-            self.cache_key = _core.cache_key
 
     # -- keys ---------------------------------------------------------------------------------------------------
 
-    def cache_key(
-        self,
-        request: dict[str, Any],
-        ignored_args_for_cache_key: list[str] | tuple[str, ...] | None = None,
-        fn_identifier: str | None = None,
-    ) -> str:
-        """The request key: SHA-256 of the request's sorted-key JSON without the ignored (connection) args.
-
-        `fn_identifier` is hashed as the request's `_fn_identifier`, as if it were one of its members.
-        """
-        ignored = ignored_args_for_cache_key or ()
-        try:
-            return _request_key(request, ignored, fn_identifier)
-        except _core.UnsupportedValueError:
-            return _core.request_key(transformed_request(request, ignored), (), fn_identifier)
+    # `cache_key(request, ignored_args_for_cache_key=None, fn_identifier=None)`: the request key, SHA-256 of the
+    # request's sorted-key JSON without the ignored (connection) args; `fn_identifier` is hashed as the request's
+    # `_fn_identifier`. Pydantic models and callables in a request get DSPy's treatment (`transformed_request`).
+    # One native call, not a method: a batch keys every request, and a Python frame costs as much as the key of a
+    # small one. Subclasses override it as usual (`super().cache_key(request, ...)` works as before).
+    cache_key = staticmethod(_core.cache_key)
 
     # -- the fast path used by the LM layer ---------------------------------------------------------------------
 

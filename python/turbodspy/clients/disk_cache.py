@@ -7,12 +7,15 @@ operation instead of an error.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
 import warnings
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_SIZE_LIMIT = 30 * 1024**3
 DEFAULT_DIRNAME = ".turbodspy_cache"
@@ -88,7 +91,10 @@ def _tokens_and_cost(record: dict[str, Any]) -> tuple[int, float]:
             parts = [usage.get("prompt_tokens"), usage.get("completion_tokens")]
             tokens = sum(p for p in parts if isinstance(p, int) and not isinstance(p, bool))
     cost = record.get("cost")
-    cost = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else 0.0
+    try:
+        cost = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else 0.0
+    except OverflowError:  # an int beyond any float: no meaningful price
+        cost = 0.0
     return max(tokens, 0), cost
 
 
@@ -179,6 +185,9 @@ class DiskCache:
             return store.get_stored(key, members)
         except OSError as e:
             self._disable(self._reason(e))
+            return None
+        except ValueError as e:  # a record that checks out but does not decode: a miss, as with any damage
+            logger.warning("turbodspy: skipping an unreadable disk cache record (%s); `cache verify` finds it", e)
             return None
 
     def put(self, key: str, record: dict[str, Any]) -> None:

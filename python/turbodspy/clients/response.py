@@ -20,10 +20,17 @@ class DataView:
         self._data = data
 
     def __getattr__(self, name: str) -> Any:
+        # Protocol lookups (copy and pickle ask for `__setstate__` and the like) and our own empty slots are
+        # never fields: answering them from the data would recurse or pretend.
+        if name.startswith("__") or name in _OWN_SLOTS:
+            raise AttributeError(name)
         try:
             return _view(self._data[name])
         except KeyError:
             raise AttributeError(name) from None
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self._data,))
 
     def __getitem__(self, name: str) -> Any:
         return _view(self._data[name])
@@ -70,9 +77,17 @@ class CachedResponse(DataView):
 
     def __getattr__(self, name: str) -> Any:
         if name == "_data":  # the slot is empty until the stored record is first read
-            data = self._data = self._stored.decode()["response"]
+            stored = self._stored
+            if stored is None:  # decoded meanwhile by another thread (which let go of the record)
+                return _DATA_SLOT.__get__(self, type(self))
+            data = self._data = stored.decode()["response"]
+            self._stored = None  # its bytes are not needed any more
             return data
         return super().__getattr__(name)
+
+    def __reduce__(self) -> tuple:
+        # A copy or a pickle holds the data itself, never the undecoded record.
+        return (CachedResponse, (self._data, self._cost))
 
     @property
     def usage(self) -> dict[str, Any]:
@@ -88,6 +103,10 @@ class CachedResponse(DataView):
 
     def __getitem__(self, name: str) -> Any:
         return {} if name == "usage" else super().__getitem__(name)
+
+
+_OWN_SLOTS = frozenset({"_data", "_cost", "_stored"})
+_DATA_SLOT = DataView._data  # the slot's descriptor: reads the slot without going through __getattr__
 
 
 def _view(value: Any) -> Any:
