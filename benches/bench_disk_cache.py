@@ -277,17 +277,18 @@ print(json.dumps({{"setup_s": t1 - t0, "first_call_s": t2 - t1, "litellm": "lite
 """
 
 
-def _first_call(module: str, base: str, cache_dir: Path) -> dict:
+def _run_fresh(code: str, *args: object) -> dict:
+    """Run `code` in a new interpreter (offline, quiet); its last line of output is a JSON result."""
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONWARNINGS": "ignore"}
     run = subprocess.run(
-        [sys.executable, "-c", FIRST_CALL.format(module=module), base, str(cache_dir)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=600, env=env
     )
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout.splitlines()[-1])
+
+
+def _first_call(module: str, base: str, cache_dir: Path) -> dict:
+    return _run_fresh(FIRST_CALL.format(module=module), base, cache_dir)
 
 
 @pytest.fixture(scope="module")
@@ -342,16 +343,7 @@ _fresh_hits: dict[str, dict] = {}
 
 
 def _fresh_hits_run(module: str, base: str, cache_dir: Path) -> dict:
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONWARNINGS": "ignore"}
-    run = subprocess.run(
-        [sys.executable, "-c", FRESH_HITS, module, base, str(cache_dir), str(N_KEYS)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    assert run.returncode == 0, run.stderr
-    return json.loads(run.stdout.splitlines()[-1])
+    return _run_fresh(FRESH_HITS, module, base, cache_dir, N_KEYS)
 
 
 @pytest.mark.parametrize("module", ["dspy", "turbodspy"])

@@ -42,8 +42,6 @@ class DiskStore:
     def size_limit_bytes(self) -> int: ...
     def get(self, key: str) -> dict[str, object] | None:
         """The record under `key` (64 hex chars), or None; counted in the hit/miss statistics."""
-    def get_sized(self, key: str) -> tuple[dict[str, object], int] | None:
-        """`(record, encoded size in bytes)`, or None."""
     def get_stored(
         self, key: str, members: tuple[str, ...] | None = None
     ) -> tuple[StoredRecord, int, tuple[object, ...]] | None:

@@ -87,16 +87,6 @@ impl DiskStore {
 
     /// The record stored under `key`, or None; counted in the hit/miss statistics.
     fn get<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-        Ok(self.lookup(py, key, true)?.map(|(record, _)| record))
-    }
-
-    /// `(record, encoded size in bytes)` for `key`, or None: the size lets a memory tier account for it
-    /// without measuring the decoded objects.
-    fn get_sized<'py>(
-        &self,
-        py: Python<'py>,
-        key: &str,
-    ) -> PyResult<Option<(Bound<'py, PyAny>, usize)>> {
         self.lookup(py, key, true)
     }
 
@@ -130,7 +120,7 @@ impl DiskStore {
 
     /// Like `get` but not counted in the statistics (for export and inspection).
     fn peek<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-        Ok(self.lookup(py, key, false)?.map(|(record, _)| record))
+        self.lookup(py, key, false)
     }
 
     fn contains(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
@@ -247,14 +237,12 @@ impl DiskStore {
         py: Python<'py>,
         key: &str,
         count: bool,
-    ) -> PyResult<Option<(Bound<'py, PyAny>, usize)>> {
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let Some(found) = self.find(py, key, count)? else {
             return Ok(None);
         };
         // The record passed its checksum, so a decoding failure means a file forged to match: still a miss.
-        Ok(decode_objects(py, &found.value)
-            .ok()
-            .map(|record| (record, found.value.len())))
+        Ok(decode_objects(py, &found.value).ok())
     }
 }
 

@@ -163,18 +163,6 @@ class DiskCache:
             return None
         return record if isinstance(record, dict) else None
 
-    def get_sized(self, key: str) -> tuple[dict[str, Any], int] | None:
-        """`(record, size in bytes on disk)` for `key`, or None, as `get` finds it."""
-        store = self._get_store()
-        if store is None:
-            return None
-        try:
-            found = store.get_sized(key)
-        except OSError as e:
-            self._disable(self._reason(e))
-            return None
-        return found if found is not None and isinstance(found[0], dict) else None
-
     def get_stored(self, key: str, members: tuple[str, ...] = ()) -> tuple[Any, int, tuple] | None:
         """`(StoredRecord, size in bytes on disk, values of the named members)` for `key`, or None: the record
         is checked whole and decoded only as far as those members (None for any it lacks)."""
