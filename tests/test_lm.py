@@ -286,6 +286,25 @@ def test_history_has_dspy_keys_and_never_the_api_key(llm_server):
     assert fresh["timestamp"] <= cached["timestamp"]
 
 
+@pytest.mark.parametrize("zone, offset", [("UTC", "+0000"), ("Asia/Kolkata", "+0530"), ("Asia/Kathmandu", "+0545")])
+def test_history_timestamps_are_local_time_in_the_processes_time_zone(zone, offset):
+    # Half-hour zones too: the date and time of day come from the time zone, the microseconds from the clock.
+    code = (
+        "import datetime, time, turbodspy.clients.history as h\n"
+        "for _ in range(2000):\n"
+        "    before = datetime.datetime.now(); stamp = h.timestamp(); after = datetime.datetime.now()\n"
+        "    parsed = datetime.datetime.fromisoformat(stamp)\n"
+        "    assert before <= parsed <= after, (before, stamp, after)\n"
+        "    assert parsed.isoformat() == stamp, stamp\n"
+        "print(time.strftime('%z'))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "TZ": zone}, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == offset  # the zone was in effect (no daylight saving in these)
+
+
 def test_history_is_bounded_by_max_history_size(llm_server):
     lm = openai_lm(llm_server)
     with dspy.context(max_history_size=3):

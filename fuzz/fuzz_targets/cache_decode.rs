@@ -60,6 +60,19 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    // A record checks as it validates, and the members it finds decode.
+    let wanted: [&[u8]; 3] = [b"outputs", b"response", b"a"];
+    let mut found = [None; 3];
+    let is_record = decoded.is_ok() && data.first() == Some(&value::OBJECT);
+    assert_eq!(
+        value::validate_record(data, &wanted, &mut found).is_ok(),
+        is_record
+    );
+    if is_record {
+        for bytes in found.into_iter().flatten() {
+            assert!(value::decode(bytes, &mut Count(0)).is_ok());
+        }
+    }
     for found in segment::scan(data) {
         if let segment::Scanned::Good { offset, len, .. } = found {
             assert!(offset + len <= data.len() + record::ALIGN);

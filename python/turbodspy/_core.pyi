@@ -28,6 +28,9 @@ def call_id() -> str:
 def call_ids_after_fork() -> None:
     """Run in a forked child, so its call ids never repeat its parent's."""
 
+def timestamp() -> str:
+    """The local time as `datetime.now().isoformat()` writes it (no fraction when the microseconds are 0)."""
+
 class DiskStore:
     """A cache directory shared by processes: append-only segment files and a mapped hash index.
 
@@ -62,7 +65,7 @@ class StoredRecord:
 
     def decode(self) -> dict[str, object]: ...
     def members(self, names: tuple[str, ...]) -> tuple[object, ...]:
-        """The named top-level members (None where absent), walking only up to the last one."""
+        """The named top-level members (None where absent; the last of a repeated name, as decoding keeps)."""
     def message_contents(self) -> list[object] | None:
         """`response.choices[i].message.content` of the record, or None when it is not shaped so."""
     def __len__(self) -> int: ...

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 mod key;
 mod store;
 mod template;
+mod timestamp;
 
 /// A fresh UUID4 string for a history entry.
 #[pyfunction]
@@ -26,6 +27,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(key::cache_key, m)?)?;
     m.add_function(wrap_pyfunction!(call_id, m)?)?;
     m.add_function(wrap_pyfunction!(call_ids_after_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(timestamp::timestamp, m)?)?;
     m.add(
         "UnsupportedValueError",
         m.py().get_type::<key::UnsupportedValueError>(),

@@ -102,19 +102,24 @@ impl DiskStore {
         let Some(found) = self.find(py, key, true)? else {
             return Ok(None);
         };
-        // The record passed its checksum, so a malformed value means a file forged to match: still a miss.
-        // So is a value that is not a record (a dict), which only a writer other than turbodspy's leaves.
-        if value::validate(&found.value).is_err() || found.value.first() != Some(&value::OBJECT) {
+        let names = member_names(members)?;
+        let mut wanted = texts(&names)?;
+        // One walk checks the whole record and finds the members asked for, and the response (where an
+        // `outputs` marker points). The record passed its checksum, so a malformed value means a file forged
+        // to match: still a miss. So is a value that is not a record (a dict), which only a writer other
+        // than turbodspy's leaves.
+        wanted.push(b"response");
+        let mut spans = vec![None; wanted.len()];
+        if value::validate_record(&found.value, &wanted, &mut spans).is_err() {
             return Ok(None);
         }
+        let response = spans.pop().flatten();
+        wanted.pop();
+        let values = member_values(py, &wanted, &spans, response)?;
+        let size = found.value.len();
         let record = StoredRecord {
             bytes: found.value.into_boxed_slice(),
         };
-        let values = match members {
-            Some(names) => record.members(py, names)?,
-            None => PyTuple::empty(py),
-        };
-        let size = record.bytes.len();
         Ok(Some((record, size, values)))
     }
 
@@ -276,7 +281,8 @@ impl StoredRecord {
         decode_objects(py, &self.bytes)
     }
 
-    /// The values of the named top-level members, in the order named; None for a member not present. An
+    /// The values of the named top-level members, in the order named (the last of a repeated name, as
+    /// decoding keeps); None for a member not present. An
     /// `outputs` stored as the message-contents marker comes back as that text (None if the response is
     /// not shaped so).
     fn members<'py>(
@@ -284,64 +290,98 @@ impl StoredRecord {
         py: Python<'py>,
         names: &Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let names = names
-            .iter()
-            .map(|name| Ok(name.cast_into::<PyString>()?))
-            .collect::<PyResult<Vec<_>>>()?;
-        let wanted = names
-            .iter()
-            .map(|name| Ok(name.to_str()?.as_bytes()))
-            .collect::<PyResult<Vec<&[u8]>>>()?;
-        let mut found: Vec<Bound<'py, PyAny>> = vec![py.None().into_bound(py); names.len()];
-        let mut missing = wanted.len();
+        let names = member_names(Some(names))?;
+        let names = texts(&names)?;
+        let mut spans = vec![None; names.len()];
+        let mut response = None;
         for member in value::members(&self.bytes)? {
             let (key, bytes) = member?;
-            if let Some(at) = wanted.iter().position(|name| *name == key) {
-                found[at] = if key == b"outputs" && bytes == OUTPUTS_MARKER_ENCODED {
-                    // The text of the response's messages: read from there (None if it is not shaped so).
-                    match self.message_contents(py)? {
-                        Some(contents) => contents.into_any(),
-                        None => py.None().into_bound(py),
-                    }
-                } else {
-                    decode_objects(py, bytes)?
-                };
-                missing -= 1;
-                if missing == 0 {
-                    break; // the record's other members are never walked
-                }
+            if key == b"response" {
+                response = Some(bytes);
+            }
+            if let Some(at) = names.iter().position(|name| *name == key) {
+                spans[at] = Some(bytes);
             }
         }
-        PyTuple::new(py, found)
+        member_values(py, &names, &spans, response)
     }
 
     /// The `content` of each choice's `message` in the record's `response`, without decoding the rest;
     /// None when the response is not shaped so (then decode it whole).
     fn message_contents<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
-        let Some(response) = value::member(&self.bytes, b"response")? else {
-            return Ok(None);
-        };
-        let choices = value::member(response, b"choices")?.map(value::items);
-        let Some(choices) = choices.transpose()?.flatten() else {
-            return Ok(None);
-        };
-        let mut contents = Vec::new();
-        for choice in choices {
-            let Some(message) = value::member(choice?, b"message")? else {
-                return Ok(None);
-            };
-            let Some(content) = value::member(message, b"content")? else {
-                return Ok(None);
-            };
-            contents.push(decode_objects(py, value::first(content)?)?);
+        match value::member(&self.bytes, b"response")? {
+            Some(response) => message_contents(py, response),
+            None => Ok(None),
         }
-        Ok(Some(PyList::new(py, contents)?))
     }
 
     /// The encoded size in bytes.
     fn __len__(&self) -> usize {
         self.bytes.len()
     }
+}
+
+/// The names asked for, as `str` objects (the caller reads their UTF-8 text with [`texts`]).
+fn member_names<'py>(names: Option<&Bound<'py, PyTuple>>) -> PyResult<Vec<Bound<'py, PyString>>> {
+    names.map_or(Ok(Vec::new()), |names| {
+        names.iter().map(|name| Ok(name.cast_into()?)).collect()
+    })
+}
+
+fn texts<'a>(names: &'a [Bound<'_, PyString>]) -> PyResult<Vec<&'a [u8]>> {
+    names
+        .iter()
+        .map(|name| Ok(name.to_str()?.as_bytes()))
+        .collect()
+}
+
+/// The values of the named members from their encoded `spans` (None where absent). An `outputs` stored as
+/// the message-contents marker comes back as that text, read from `response` (None if it is not shaped so).
+fn member_values<'py>(
+    py: Python<'py>,
+    names: &[&[u8]],
+    spans: &[Option<&[u8]>],
+    response: Option<&[u8]>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let values = names
+        .iter()
+        .zip(spans)
+        .map(|(name, span)| match span {
+            None => Ok(py.None().into_bound(py)),
+            Some(bytes) if *name == b"outputs" && *bytes == OUTPUTS_MARKER_ENCODED => {
+                match response
+                    .map(|r| message_contents(py, r))
+                    .transpose()?
+                    .flatten()
+                {
+                    Some(contents) => Ok(contents.into_any()),
+                    None => Ok(py.None().into_bound(py)),
+                }
+            }
+            Some(bytes) => decode_objects(py, bytes),
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyTuple::new(py, values)
+}
+
+/// The `content` of each choice's `message` in an encoded `response` (checked), or None when it is not
+/// shaped so.
+fn message_contents<'py>(py: Python<'py>, response: &[u8]) -> PyResult<Option<Bound<'py, PyList>>> {
+    let choices = value::member(response, b"choices")?.map(value::items);
+    let Some(choices) = choices.transpose()?.flatten() else {
+        return Ok(None);
+    };
+    let mut contents = Vec::new();
+    for choice in choices {
+        let Some(message) = value::member(choice?, b"message")? else {
+            return Ok(None);
+        };
+        let Some(content) = value::member(message, b"content")? else {
+            return Ok(None);
+        };
+        contents.push(decode_objects(py, value::first(content)?)?);
+    }
+    Ok(Some(PyList::new(py, contents)?))
 }
 
 thread_local! {

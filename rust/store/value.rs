@@ -144,6 +144,32 @@ pub fn validate(bytes: &[u8]) -> Result<(), ValueError> {
     Ok(())
 }
 
+/// [`validate`] for a record (a top-level object) that also finds, in the same walk, the members named in
+/// `wanted`: `found[i]` becomes the encoded value of `wanted[i]` (the last one, as decoding keeps), else None.
+pub fn validate_record<'a>(
+    bytes: &'a [u8],
+    wanted: &[&[u8]],
+    found: &mut [Option<&'a [u8]>],
+) -> Result<(), ValueError> {
+    let mut reader = Reader { bytes, at: 0 };
+    let tag = reader.byte()?;
+    if tag != OBJECT {
+        return Err(ValueError::BadTag(tag));
+    }
+    for _ in 0..reader.count()? {
+        let key = reader.text()?.as_bytes();
+        let start = reader.at;
+        reader.skip::<true>(1)?;
+        if let Some(i) = wanted.iter().position(|name| *name == key) {
+            found[i] = Some(&bytes[start..reader.at]);
+        }
+    }
+    if reader.at != bytes.len() {
+        return Err(ValueError::TrailingBytes);
+    }
+    Ok(())
+}
+
 /// The members of a top-level object that passed [`validate`], in order, each as its key's UTF-8 bytes and
 /// its encoded value (a whole value for [`decode`]); read as they are asked for, so a caller that stops
 /// early never walks the rest. Strings are not checked again; other input gives an error or meaningless
@@ -553,6 +579,30 @@ mod tests {
             damaged[at] = byte;
             damaged.truncate(cut.index(damaged.len()) + 1);
             prop_assert_eq!(validate(&damaged), decode(&damaged, &mut Tree).map(|_| ()));
+        }
+
+        #[test]
+        fn validate_record_checks_as_validate_and_finds_the_last_of_each_member(
+            m in proptest::collection::vec(("[a-c]{1,2}", values()), 0..8),
+            flip in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let object = V::Object(RefCell::new(m.clone()));
+            let mut w = Writer::default();
+            encode(&object, &mut w);
+            let wanted: [&[u8]; 3] = [b"a", b"bc", b"zz"];
+            let mut found = [None; 3];
+            prop_assert_eq!(validate_record(&w.buf, &wanted, &mut found), Ok(()));
+            for (name, span) in wanted.iter().zip(found) {
+                let expected = m.iter().rev().find(|(k, _)| k.as_bytes() == *name).map(|(_, v)| v.clone());
+                prop_assert_eq!(span.map(|bytes| decode(bytes, &mut Tree).expect("a whole value")), expected);
+            }
+            let mut damaged = w.buf.clone();
+            let at = flip.index(damaged.len());
+            damaged[at] = byte;
+            let mut found = [None; 3];
+            let is_record = validate(&damaged).is_ok() && damaged[0] == OBJECT;
+            prop_assert_eq!(validate_record(&damaged, &wanted, &mut found).is_ok(), is_record);
         }
 
         #[test]

@@ -128,7 +128,11 @@ class Cache:
         if self.disk is not None:
             found = self.disk.get_stored(key, LM_HIT_MEMBERS)
             if found is not None:
-                return self._remember(key, *found)
+                stored, size, leading = found
+                entry = CacheEntry(stored, size, leading)
+                if self.enable_memory_cache:
+                    self._promote(key, entry)
+                return entry
         return None
 
     def store(self, key: str, record: Any, *, memory: bool = True) -> CacheEntry:
@@ -143,20 +147,23 @@ class Cache:
             return self._remember(key, record, size)
         return CacheEntry(record, size)
 
-    def _remember(self, key: str, record: Any, size: int, leading: tuple | None = None) -> CacheEntry:
-        entry = CacheEntry(record, size, leading)
-        if not self.enable_memory_cache:
-            return entry
+    def _remember(self, key: str, record: Any, size: int) -> CacheEntry:
+        entry = CacheEntry(record, size)
+        if self.enable_memory_cache:
+            self._promote(key, entry)
+        return entry
+
+    def _promote(self, key: str, entry: CacheEntry) -> None:
+        """Put `entry` in the memory tier under `key`, evicting the least recently used past either bound."""
         memory = self._memory
         with self._lock:
             previous = memory.pop(key, None)
             if previous is not None:
                 self._memory_bytes -= previous.size
             memory[key] = entry
-            self._memory_bytes += size
+            self._memory_bytes += entry.size
             if len(memory) > self.memory_max_entries or self._memory_bytes > self.memory_max_bytes:
                 self._evict_oldest()
-        return entry
 
     def _evict_oldest(self) -> None:
         """Drop least recently used entries until both bounds hold (the caller holds the lock)."""
