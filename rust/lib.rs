@@ -6,6 +6,7 @@ pub mod key;
 pub mod signature;
 pub mod store;
 pub mod template;
+pub mod timestamp;
 
 #[cfg(feature = "python")]
 mod py;

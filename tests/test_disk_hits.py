@@ -44,6 +44,19 @@ def test_a_disk_hit_matches_the_original_call_in_outputs_history_and_cost(llm_se
     assert hit["response"]["id"] == original["response"]["id"]
 
 
+def test_stored_members_are_the_records_values_whatever_is_asked_alongside(llm_server):
+    lm = openai_lm(llm_server)
+    (text,) = lm("What is the capital of France?")
+    key = only_disk_key()
+    record = dspy.cache.disk.get(key)
+    assert record["outputs"] == OUTPUTS_ARE_MESSAGE_CONTENTS  # the text is kept once, in the response
+    for names in [("outputs",), ("outputs", "response"), ("response", "outputs", "cost"), ("outputs", "outputs")]:
+        _, size, values = dspy.cache.disk.get_stored(key, names)
+        expected = {"outputs": [text], "response": record["response"], "cost": record["cost"]}
+        assert values == tuple(expected[name] for name in names), names
+        assert size > 0
+
+
 def test_dict_outputs_from_disk_are_equal_and_cannot_change_the_cache(llm_server):
     llm_server.script([Reply(text=None, tool_calls=[{"name": "search", "arguments": {"q": "dspy"}}])])
     lm = openai_lm(llm_server)

@@ -286,23 +286,48 @@ def test_history_has_dspy_keys_and_never_the_api_key(llm_server):
     assert fresh["timestamp"] <= cached["timestamp"]
 
 
-@pytest.mark.parametrize("zone, offset", [("UTC", "+0000"), ("Asia/Kolkata", "+0530"), ("Asia/Kathmandu", "+0545")])
-def test_history_timestamps_are_local_time_in_the_processes_time_zone(zone, offset):
-    # Half-hour zones too: the date and time of day come from the time zone, the microseconds from the clock.
-    code = (
-        "import datetime, time, turbodspy.clients.history as h\n"
-        "for _ in range(2000):\n"
-        "    before = datetime.datetime.now(); stamp = h.timestamp(); after = datetime.datetime.now()\n"
-        "    parsed = datetime.datetime.fromisoformat(stamp)\n"
-        "    assert before <= parsed <= after, (before, stamp, after)\n"
-        "    assert parsed.isoformat() == stamp, stamp\n"
-        "print(time.strftime('%z'))\n"
-    )
-    run = subprocess.run(
-        [sys.executable, "-c", code], env={**os.environ, "TZ": zone}, capture_output=True, text=True, timeout=60
-    )
+# Each call is checked against `datetime.now()` around it: across a second boundary (where the formatted date
+# and time of day change) in each zone, right after `time.tzset()` switches zones, and in zones with half- and
+# quarter-hour offsets and daylight saving.
+_TIMESTAMP_CHECK = """
+import datetime, os, time
+import turbodspy.clients.history as h
+
+def check():
+    before = datetime.datetime.now(); stamp = h.timestamp(); after = datetime.datetime.now()
+    parsed = datetime.datetime.fromisoformat(stamp)
+    assert before <= parsed <= after, (before, stamp, after)
+    assert parsed.isoformat() == stamp, stamp
+
+offsets = []
+for zone in ["UTC", "Asia/Kolkata", "Asia/Kathmandu", "America/New_York"]:
+    os.environ["TZ"] = zone
+    time.tzset()
+    check()
+    offsets.append(time.strftime("%z"))
+    time.sleep(1 - time.time() % 1 - 0.003)  # to just before the next second
+    deadline = time.time() + 0.006
+    while time.time() < deadline:
+        check()
+print(" ".join(offsets[:3]))
+"""
+
+
+def test_history_timestamps_are_local_time_in_the_processes_time_zone():
+    run = subprocess.run([sys.executable, "-c", _TIMESTAMP_CHECK], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == offset  # the zone was in effect (no daylight saving in these)
+    assert run.stdout.strip() == "+0000 +0530 +0545"  # each zone was in effect
+
+
+def test_history_timestamps_follow_a_patched_clock(monkeypatch):
+    # Tools that freeze time in tests (freezegun, time-machine) patch `time`; history follows, as DSPy's does.
+    from turbodspy.clients.history import timestamp
+
+    frozen = datetime.datetime(2020, 1, 2, 3, 4, 5, 123456)
+    monkeypatch.setattr("time.time_ns", lambda: int(frozen.timestamp()) * 10**9 + 123456789)
+    assert timestamp() == frozen.isoformat()
+    monkeypatch.setattr("time.time_ns", lambda: int(frozen.timestamp()) * 10**9)
+    assert timestamp() == frozen.replace(microsecond=0).isoformat()  # no fraction at a whole second
 
 
 def test_history_is_bounded_by_max_history_size(llm_server):

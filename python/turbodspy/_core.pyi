@@ -64,10 +64,6 @@ class StoredRecord:
     """A record read from the disk store: checksum and structure checked, decoded only on request."""
 
     def decode(self) -> dict[str, object]: ...
-    def members(self, names: tuple[str, ...]) -> tuple[object, ...]:
-        """The named top-level members (None where absent; the last of a repeated name, as decoding keeps)."""
-    def message_contents(self) -> list[object] | None:
-        """`response.choices[i].message.content` of the record, or None when it is not shaped so."""
     def __len__(self) -> int: ...
 
 class SignatureSyntaxError(ValueError):

@@ -281,40 +281,6 @@ impl StoredRecord {
         decode_objects(py, &self.bytes)
     }
 
-    /// The values of the named top-level members, in the order named (the last of a repeated name, as
-    /// decoding keeps); None for a member not present. An
-    /// `outputs` stored as the message-contents marker comes back as that text (None if the response is
-    /// not shaped so).
-    fn members<'py>(
-        &self,
-        py: Python<'py>,
-        names: &Bound<'py, PyTuple>,
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        let names = member_names(Some(names))?;
-        let names = texts(&names)?;
-        let mut spans = vec![None; names.len()];
-        let mut response = None;
-        for member in value::members(&self.bytes)? {
-            let (key, bytes) = member?;
-            if key == b"response" {
-                response = Some(bytes);
-            }
-            if let Some(at) = names.iter().position(|name| *name == key) {
-                spans[at] = Some(bytes);
-            }
-        }
-        member_values(py, &names, &spans, response)
-    }
-
-    /// The `content` of each choice's `message` in the record's `response`, without decoding the rest;
-    /// None when the response is not shaped so (then decode it whole).
-    fn message_contents<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
-        match value::member(&self.bytes, b"response")? {
-            Some(response) => message_contents(py, response),
-            None => Ok(None),
-        }
-    }
-
     /// The encoded size in bytes.
     fn __len__(&self) -> usize {
         self.bytes.len()
