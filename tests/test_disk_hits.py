@@ -110,6 +110,21 @@ def test_the_generic_cache_api_returns_the_whole_record_of_a_disk_hit(llm_server
     assert list(entry.record) == ["outputs", "cost", "response_model", "model", "response", "usage"]
 
 
+def test_the_generic_get_of_a_disk_entry_gives_each_caller_its_own_equal_copy():
+    request = {"model": "m", "messages": [{"role": "user", "content": "copies"}]}
+    value = {"answer": {"text": "x", "scores": [1, 2.5, None]}, "n": 10**30}
+    dspy.cache.put(request, value)
+    dspy.cache.reset_memory_cache()  # the next get reads it from disk
+    first = dspy.cache.get(request)
+    assert first == value
+    first["answer"]["scores"].append("changed")
+    first["n"] = 0
+    assert dspy.cache.lookup(dspy.cache.cache_key(request)).stored is not None  # it came from disk
+    second = dspy.cache.get(request)  # now from memory, still fresh objects
+    assert second == value and second is not first
+    assert dspy.cache.get(request)["answer"] is not second["answer"]
+
+
 def _forge_value_keeping_the_checksum_valid(cache_dir) -> None:
     """Replace the one record's value with malformed bytes of the same length, and fix its CRC to match:
     what only deliberate tampering produces (random damage fails the checksum)."""

@@ -189,7 +189,11 @@ class Cache:
             logger.debug("No cache key for request with keys %s", sorted(request))
             return None
         entry = self.lookup(key)
-        return None if entry is None else copy.deepcopy(entry.record)
+        if entry is None:
+            return None
+        # Each caller gets its own copy: decoding the stored bytes again is several times cheaper than a deep
+        # copy of the objects (an entry read from disk keeps its bytes).
+        return entry.stored.decode() if entry.stored is not None else copy.deepcopy(entry.record)
 
     def put(
         self,
