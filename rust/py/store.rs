@@ -294,6 +294,7 @@ fn member_names<'py>(names: Option<&Bound<'py, PyTuple>>) -> PyResult<Vec<Bound<
     })
 }
 
+/// The UTF-8 text of each name.
 fn texts<'a>(names: &'a [Bound<'_, PyString>]) -> PyResult<Vec<&'a [u8]>> {
     names
         .iter()
