@@ -125,6 +125,35 @@ def test_the_generic_get_of_a_disk_entry_gives_each_caller_its_own_equal_copy():
     assert dspy.cache.get(request)["answer"] is not second["answer"]
 
 
+def test_threads_hitting_the_same_disk_entries_at_once_all_get_the_original_answers(llm_server):
+    import threading
+
+    lm = openai_lm(llm_server)
+    prompts = [f"threaded disk hit {i}" for i in range(60)]
+    originals = {p: lm(p) for p in prompts}
+    requests = len(llm_server.model_requests)
+    dspy.cache.reset_memory_cache()  # every entry is on disk only; the threads race to read and promote them
+    errors, start = [], threading.Barrier(8)
+
+    def work(me: int) -> None:
+        start.wait()
+        for p in prompts[me % 3 :] + prompts[: me % 3]:  # overlapping orders
+            out = lm(p)
+            if out != originals[p]:
+                errors.append((me, p, out))
+
+    threads = [threading.Thread(target=work, args=(me,)) for me in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(llm_server.model_requests) == requests  # no thread went to the provider
+    hits = list(lm.history)[-8 * len(prompts) :]
+    assert all(h["response"].cache_hit and h["outputs"] == originals[h["prompt"]] for h in hits)
+    assert {h["response"].choices[0].message.content for h in hits} == {o[0] for o in originals.values()}
+
+
 def _forge_value_keeping_the_checksum_valid(cache_dir) -> None:
     """Replace the one record's value with malformed bytes of the same length, and fix its CRC to match:
     what only deliberate tampering produces (random damage fails the checksum)."""
