@@ -90,6 +90,25 @@ def test_busy_items_complete_and_waiting_items_get_all_threads():
     assert len(waiting.threads) == 8
 
 
+def test_waiting_items_get_all_threads_while_another_thread_keeps_the_process_busy():
+    # The watcher looks at the CPU time of the thread running items, not the whole process'.
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            sum(range(1000))
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    try:
+        waiting = Square()  # each item sleeps 1 ms
+        waiting.batch(examples(range(100)), num_threads=8, disable_progress_bar=True)
+    finally:
+        stop.set()
+        spinner.join()
+    assert len(waiting.threads) == 8
+
+
 def test_one_thread_runs_in_the_caller_thread():
     program = Square()
     results = program.batch(examples(range(5)), num_threads=1, disable_progress_bar=True)
@@ -108,6 +127,81 @@ def test_failed_examples_are_collected_and_others_still_run():
     assert [str(e) for e in errors] == ["negative: -2", "negative: -4"]
 
 
+def test_parallel_reports_the_examples_it_was_given_and_batch_their_inputs():
+    program = Square()
+    data = examples([1, -2])
+    _, failed, _ = dspy.Parallel(num_threads=2, return_failed_examples=True, disable_progress_bar=True)(
+        [(program, ex) for ex in data]
+    )
+    assert [dict(ex) for ex in failed] == [{"x": -2, "label": 4}]  # labels kept, as DSPy's Parallel
+    _, failed, _ = program.batch(data, num_threads=2, return_failed_examples=True, disable_progress_bar=True)
+    assert [dict(ex) for ex in failed] == [{"x": -2}]  # inputs, as DSPy's batch
+
+
+@pytest.mark.parametrize("path", [{"num_threads": 4}, {"concurrency": 4}])
+def test_reaching_max_errors_raises_without_waiting_for_items_still_running(path):
+    release, started, finished = threading.Event(), [], []
+
+    class SlowUnlessFirst(dspy.Module):
+        def forward(self, x):
+            if x == 0:
+                time.sleep(0.1)  # long enough for the other items to start
+                raise ValueError("the first fails")
+            started.append(x)
+            release.wait(30)
+            finished.append(x)
+            return dspy.Prediction(y=x)
+
+        async def aforward(self, x):
+            if x == 0:
+                await asyncio.sleep(0.1)
+                raise ValueError("the first fails")
+            started.append(x)
+            await asyncio.get_running_loop().run_in_executor(None, release.wait, 30)
+            finished.append(x)
+            return dspy.Prediction(y=x)
+
+    outcome = {}
+
+    def run():
+        try:
+            SlowUnlessFirst().batch(examples(range(4)), max_errors=1, disable_progress_bar=True, **path)
+        except BaseException as e:
+            outcome["error"] = e
+
+    caller = threading.Thread(target=run, daemon=True)
+    try:
+        caller.start()
+        caller.join(20)
+        assert not caller.is_alive(), "the batch waited for the items still running"
+        assert isinstance(outcome.get("error"), BatchCancelledError)
+        assert sorted(started) == [1, 2, 3] and finished == []  # raised while the others were still running
+    finally:
+        release.set()
+
+
+def test_a_base_exception_from_an_item_stops_the_other_workers():
+    ran = []
+
+    class Exits(dspy.Module):
+        def forward(self, x):
+            ran.append(x)
+            if x == 0:
+                raise SystemExit("stop everything")
+            time.sleep(0.01)
+            return dspy.Prediction(y=x)
+
+    with pytest.raises(SystemExit):
+        Exits().batch(examples(range(200)), num_threads=1, disable_progress_bar=True)
+    assert ran == [0]
+    ran.clear()
+    with pytest.raises(SystemExit):
+        Exits().batch(examples([0, *range(1, 200)]), num_threads=4, disable_progress_bar=True)
+    count = len(ran)
+    time.sleep(0.1)
+    assert len(ran) == count < 200  # nobody started another item after the call raised
+
+
 def test_max_errors_stops_the_run_with_a_typed_error():
     program = Square()
     with pytest.raises(BatchCancelledError, match="max_errors=2") as info:
@@ -116,13 +210,77 @@ def test_max_errors_stops_the_run_with_a_typed_error():
     assert isinstance(info.value, dspy.DSPyError)
 
 
-def test_async_capable_program_runs_many_in_flight_by_default():
+def test_a_users_async_capable_program_runs_on_threads_unless_concurrency_is_given():
+    # Its `aforward` might block (sync I/O, time.sleep); on the one event loop that would hold up every item.
     program = AsyncSquare()
     with dspy.context(lm="ctx-lm"):
-        results = program.batch(examples(range(100)), disable_progress_bar=True)
-    assert [r.y for r in results] == [x * x for x in range(100)]
-    assert {r.path for r in results} == {"async"} and {r.lm for r in results} == {"ctx-lm"}
+        by_default = program.batch(examples(range(20)), disable_progress_bar=True)
+        on_the_loop = program.batch(examples(range(100)), concurrency=32, disable_progress_bar=True)
+    assert {r.path for r in by_default} == {"sync"}  # as in DSPy
+    assert [r.y for r in on_the_loop] == [x * x for x in range(100)]
+    assert {r.path for r in on_the_loop} == {"async"} and {r.lm for r in on_the_loop} == {"ctx-lm"}
     assert program.max_in_flight == 32
+
+
+def test_builtin_predict_runs_on_the_event_loop_by_default_with_num_threads_bounding_it():
+    in_flight, peak = [0], [0]
+
+    def counted(predict):
+        acall = predict.acall
+
+        async def wrapper(**kwargs):  # on the instance: what the batch awaits, Predict's own code otherwise
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+            try:
+                await asyncio.sleep(0.01)
+                return await acall(**kwargs)
+            finally:
+                in_flight[0] -= 1
+
+        predict.acall = wrapper
+        return predict
+
+    lm = dspy.utils.DummyLM([{"answer": "a"}] * 200)
+    data = [dspy.Example(question=f"q{i}").with_inputs("question") for i in range(40)]
+    with dspy.context(lm=lm):
+        results = counted(dspy.Predict("question -> answer")).batch(data, disable_progress_bar=True)
+        assert [r.answer for r in results] == ["a"] * 40 and peak[0] == 32
+        peak[0] = 0
+        with dspy.context(num_threads=3):  # a user limiting the load on a provider
+            counted(dspy.Predict("question -> answer")).batch(data, disable_progress_bar=True)
+        assert peak[0] == 3
+        peak[0] = 0
+        with dspy.context(callbacks=[dspy.utils.BaseCallback()]):  # a callback might block: threads
+            counted(dspy.Predict("question -> answer")).batch(data, disable_progress_bar=True)
+        assert peak[0] == 0
+
+
+def test_a_forward_of_the_users_own_is_what_a_batch_runs():
+    class Shouting(dspy.Predict):  # overrides forward only: the inherited aforward would skip it
+        def forward(self, **kwargs):
+            return dspy.Prediction(answer=super().forward(**kwargs).answer.upper())
+
+    lm = dspy.utils.DummyLM([{"answer": "quiet"}] * 50)
+    data = [dspy.Example(question=f"q{i}").with_inputs("question") for i in range(4)]
+    with dspy.context(lm=lm):
+        assert [r.answer for r in Shouting("question -> answer").batch(data, disable_progress_bar=True)] == [
+            "QUIET"
+        ] * 4
+        patched = dspy.Predict("question -> answer")
+        patched.forward = lambda **kwargs: dspy.Prediction(answer="patched")  # as optimizers patch modules
+        assert not patched.supports_async()
+        assert [r.answer for r in patched.batch(data, disable_progress_bar=True)] == ["patched"] * 4
+        evaluated = dspy.Evaluate(devset=data, metric=lambda ex, pred, trace=None: pred.answer == "patched")
+        assert evaluated(patched).score == 100.0
+
+
+def test_concurrency_given_for_a_sync_program_runs_it_on_worker_threads():
+    program = Square()
+    results = program.batch(examples(range(6)), concurrency=4, disable_progress_bar=True)
+    assert [r.y for r in results] == [x * x for x in range(6)]
+    assert threading.current_thread().name not in program.threads
+    score = dspy.Evaluate(devset=examples(range(6)), metric=lambda ex, pred: pred.y == ex.label, concurrency=4)
+    assert score(program).score == 100.0
 
 
 def test_concurrency_bounds_in_flight_and_errors_are_collected_on_the_async_path():
@@ -140,13 +298,20 @@ def test_explicit_threads_run_the_sync_path():
     assert {r.path for r in results} == {"sync"}
 
 
-def test_batch_from_inside_a_running_event_loop():
+def test_batch_from_inside_a_running_event_loop_runs_items_off_the_loops_thread():
+    # Jupyter cells and async apps call batch with a loop running; an item may start a loop of its own.
+    class UsesAsyncio(dspy.Module):
+        def forward(self, x):
+            return dspy.Prediction(y=asyncio.run(asyncio.sleep(0, result=x * x)), lm=dspy.settings.lm)
+
     async def main():
         with dspy.context(lm="inner"):
-            return AsyncSquare().batch(examples(range(10)), disable_progress_bar=True)
+            one = UsesAsyncio().batch(examples(range(3)), num_threads=1, disable_progress_bar=True)
+            return one + UsesAsyncio().batch(examples(range(10)), disable_progress_bar=True)
 
     results = asyncio.run(main())
-    assert [r.y for r in results] == [x * x for x in range(10)] and {r.lm for r in results} == {"inner"}
+    assert [r.y for r in results] == [x * x for x in [*range(3), *range(10)]]
+    assert {r.lm for r in results} == {"inner"}
 
 
 def test_requests_per_minute_spaces_starts():

@@ -97,3 +97,9 @@ def test_async_evaluate_runs_metrics_off_the_event_loop():
     result = dspy.Evaluate(devset=examples(range(8)), metric=judge)(AsyncSquare())
     assert result.score == 100.0
     assert threads and not any(name == "turbodspy-event-loop" for name in threads)
+
+
+def test_keyword_arguments_of_older_dspy_are_accepted_and_ignored(caplog):
+    evaluate = dspy.Evaluate(devset=[dspy.Example(x=1).with_inputs("x")], metric=lambda e, p: 1, return_all_scores=True)
+    assert "return_all_scores" in caplog.text
+    assert evaluate.devset

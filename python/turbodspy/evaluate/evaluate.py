@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from turbodspy.primitives.example import Example
-from turbodspy.primitives.parallel import ParallelExecutor, run_on_worker_thread
+from turbodspy.primitives.parallel import ParallelExecutor, async_by_default, run_on_worker_thread
 from turbodspy.primitives.prediction import Prediction
 from turbodspy.settings import settings
 from turbodspy.utils.callback import with_callbacks
@@ -59,8 +59,8 @@ class Evaluate:
                 "`return_outputs` is no longer supported. Results are always returned inside the `results` field "
                 "of the `EvaluationResult` object."
             )
-        if kwargs:
-            raise TypeError(f"Evaluate got unexpected keyword arguments: {sorted(kwargs)}")
+        if kwargs:  # DSPy 3.4.1 accepts and ignores them (older code passes `return_all_scores`)
+            logger.warning(f"Evaluate ignores the keyword arguments {sorted(kwargs)}.")
         self.devset = devset
         self.metric = metric
         self.num_threads = num_threads
@@ -116,15 +116,17 @@ class Evaluate:
             prediction = program(**example.inputs())
             return prediction, metric(example, prediction)
 
+        program_supports_async = getattr(program, "supports_async", None)
+        program_supports_async = callable(program_supports_async) and program_supports_async()
+
         async def aprocess_item(example: Example) -> tuple[Any, Any]:
+            if not program_supports_async:  # `concurrency=` given for a sync program or a function
+                return await run_on_worker_thread(process_item, example)
             prediction = await program.acall(**example.inputs())
             # The metric may be slow (an LM judge): it runs on a worker thread, never blocking the event loop.
             return prediction, await run_on_worker_thread(metric, example, prediction)
 
-        supports_async = getattr(program, "supports_async", None)
-        use_async = self.concurrency is not None or (
-            num_threads is None and callable(supports_async) and supports_async()
-        )
+        use_async = self.concurrency is not None or (num_threads is None and async_by_default(program))
         if use_async:
             outcomes = executor.execute_async(aprocess_item, devset, self.concurrency)
         else:

@@ -1,8 +1,9 @@
-"""`Parallel`: run many (module, example) pairs at once, as DSPy's, with an async path for async-capable modules.
+"""`Parallel`: run many (module, example) pairs at once, as DSPy's, with an async path for modules that have one.
 
-Pairs whose modules all have a real async path (`aforward`, as `Predict` and `ChainOfThought` have) run on
-one event loop with many examples in flight (`concurrency`, default 32) unless `num_threads` is given; any
-other pairs run on threads (`num_threads`, default `settings.num_threads`).
+By default, pairs whose modules are all turbodspy's own async-capable modules (`Predict`, `ChainOfThought`, with
+no callbacks set) run on one event loop with many examples in flight (`concurrency`, default 32); every other
+program runs on threads (`num_threads`, default `settings.num_threads`), as in DSPy, since its code might block a
+loop. `concurrency=` selects the async path for any program.
 """
 
 from __future__ import annotations
@@ -10,7 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from turbodspy.primitives.example import Example
-from turbodspy.primitives.parallel import ParallelExecutor, _objects_before_frozen
+from turbodspy.primitives.parallel import (
+    ParallelExecutor,
+    _objects_before_frozen,
+    async_by_default,
+    run_on_worker_thread,
+)
 from turbodspy.settings import settings
 
 
@@ -44,6 +50,7 @@ class Parallel:
         self.requests_per_minute = requests_per_minute
         self.failed_examples: list[Any] = []
         self.exceptions: list[BaseException] = []
+        self._failed_as_inputs = False  # set by `Module.batch`, which hands over whole examples
 
     def forward(self, exec_pairs: list[tuple[Any, Any]], num_threads: int | None = None) -> Any:
         with _objects_before_frozen():  # first thing: see `_objects_before_frozen`
@@ -62,7 +69,7 @@ class Parallel:
             requests_per_minute=self.requests_per_minute,
         )
         use_async = self.concurrency is not None or (
-            not threads_requested and bool(exec_pairs) and all(_has_async_path(m, ex) for m, ex in exec_pairs)
+            not threads_requested and bool(exec_pairs) and _all_async_by_default(exec_pairs)
         )
         if use_async:
             results = executor.execute_async(self._aprocess_pair, exec_pairs, self.concurrency)
@@ -73,7 +80,10 @@ class Parallel:
             return results
         for index in executor.failed_indices:
             _, example = exec_pairs[index]
-            self.failed_examples.append(example.inputs() if isinstance(example, Example) else example)
+            # As DSPy: `Parallel` reports the examples it was given; `Module.batch` their inputs.
+            if self._failed_as_inputs and isinstance(example, Example):
+                example = example.inputs()
+            self.failed_examples.append(example)
             self.exceptions.append(executor.exceptions_map[index])
         return results, self.failed_examples, self.exceptions
 
@@ -96,9 +106,11 @@ class Parallel:
 
     async def _aprocess_pair(self, pair: tuple[Any, Any]) -> Any:
         module, example = pair
-        acall = getattr(module, "acall", None)
-        if acall is None:
-            raise TypeError(f"{type(module).__name__} has no `acall`; run it with `num_threads=...` instead.")
+        supports_async = getattr(module, "supports_async", None)
+        if not (callable(supports_async) and supports_async()):
+            # No async path of its own (`concurrency=` given for a sync module or a function): a worker thread.
+            return await run_on_worker_thread(self._process_pair, pair)
+        acall = module.acall
         if isinstance(example, Example):
             return await (acall(**_input_kwargs(example)) if self.access_examples else acall(example))
         if isinstance(example, dict):
@@ -122,6 +134,10 @@ def _input_kwargs(example: Example) -> dict[str, Any]:
     return {k: v for k, v in store.items() if k in keys and not k.startswith("dspy_")}
 
 
-def _has_async_path(module: Any, example: Any) -> bool:
-    supports = getattr(module, "supports_async", None)
-    return callable(supports) and supports() and isinstance(example, (Example, dict, tuple))
+def _all_async_by_default(pairs: list[tuple[Any, Any]]) -> bool:
+    """Whether every pair's module runs on the event loop by default (see `async_by_default`), each distinct
+    module checked once, and every example is a kind `acall` takes."""
+    modules = {id(module): module for module, _ in pairs}
+    return all(async_by_default(m) for m in modules.values()) and all(
+        isinstance(example, (Example, dict, tuple)) for _, example in pairs
+    )

@@ -120,8 +120,15 @@ class Module(BaseModule, metaclass=ProgramMeta):
         )
 
     def supports_async(self) -> bool:
-        """Whether `acall` runs a real async path (the class, or a base below Module, defines `aforward`)."""
-        return type(self).aforward is not Module.aforward
+        """Whether `acall` runs the same program as `__call__`, asynchronously: some class below Module defines
+        `aforward`, and no `forward` defined after it (a subclass's own, or one set on the instance) would be
+        skipped by it."""
+        if "forward" in self.__dict__:
+            return False
+        mro = type(self).__mro__
+        defines_forward = next(c for c in mro if "forward" in c.__dict__)
+        defines_aforward = next(c for c in mro if "aforward" in c.__dict__)
+        return defines_aforward is not Module and issubclass(defines_aforward, defines_forward)
 
     def named_predictors(self) -> list[tuple[str, Any]]:
         """(name, predictor) for every `Predict` in this program, e.g. `[("qa.predict", Predict(...))]`."""
@@ -176,9 +183,9 @@ class Module(BaseModule, metaclass=ProgramMeta):
 
         Args:
             examples: `Example`s with inputs marked (`with_inputs`), or plain dicts of inputs.
-            num_threads: Run on this many threads. By default a program with an async path (`aforward`, as
-                `Predict` and `ChainOfThought` have) runs on one event loop with `concurrency` examples in
-                flight; other programs run on `settings.num_threads` threads.
+            num_threads: Run on this many threads. By default turbodspy's own `Predict` and `ChainOfThought`
+                (with no callbacks set) run on one event loop with `concurrency` examples in flight; other
+                programs run on `settings.num_threads` threads, as in DSPy (their code might block a loop).
             max_errors: Stop (raising `BatchCancelledError`) once this many examples failed; default
                 `settings.max_errors`. Failed examples give `None` in the results.
             return_failed_examples: Also return the failed examples and their exceptions.
@@ -186,7 +193,9 @@ class Module(BaseModule, metaclass=ProgramMeta):
             disable_progress_bar: Hide the tqdm progress bar.
             timeout, straggler_limit: Accepted for DSPy compatibility; turbodspy never re-submits or abandons a
                 slow example.
-            concurrency: Examples in flight at once on the async path (default 32); setting it selects that path.
+            concurrency: Examples in flight at once on the async path; setting it selects that path (a program
+                without `aforward` then runs on worker threads). Default 32, or `settings.num_threads` when that
+                is configured to something other than its default of 8.
             requests_per_minute: Start at most this many examples per minute.
         """
         from turbodspy.predict.parallel import Parallel
@@ -209,6 +218,7 @@ class Module(BaseModule, metaclass=ProgramMeta):
                 concurrency=concurrency,
                 requests_per_minute=requests_per_minute,
             )
+            parallel._failed_as_inputs = True  # as DSPy's batch reports them
             return parallel.forward(pairs)
 
     def _set_lm_usage(self, tokens: dict[str, Any], output: Any) -> None:

@@ -25,12 +25,45 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from turbodspy.errors import DSPyError
-from turbodspy.settings import settings
+from turbodspy.settings import DEFAULT_CONFIG, settings
+from turbodspy.settings import current as current_settings
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ASYNC_CONCURRENCY = 32
 _WATCH_WINDOW = 0.01
+
+
+def async_by_default(program: Any) -> bool:
+    """Whether a batch runs `program` on the event loop when not told how: turbodspy's own modules as they come
+    (`Predict`, `ChainOfThought`) with no callbacks set, and programs that are async only (no `forward`). A
+    user's `forward`/`aforward` or callback may block (synchronous I/O, `time.sleep`), and on the one loop every
+    other item would wait for it; on threads, where DSPy runs every batch, it cannot hold up the rest."""
+    supports_async = getattr(program, "supports_async", None)
+    if not (callable(supports_async) and supports_async()):
+        return False
+    if type(program).forward is _module_forward():
+        return True  # no sync path to run
+    if not type(program).__module__.startswith("turbodspy."):
+        return False
+    config = current_settings()
+    if config["callbacks"] or getattr(program, "callbacks", None):
+        return False
+    return not any(getattr(lm, "callbacks", None) for lm in (config["lm"], getattr(program, "lm", None)))
+
+
+def _module_forward() -> Any:
+    from turbodspy.primitives.module import Module
+
+    return Module.forward
+
+
+def default_async_concurrency() -> int:
+    """Items in flight on the async path: `settings.num_threads` when it is configured to something other than
+    its default (a user limiting the load on a provider), else `DEFAULT_ASYNC_CONCURRENCY`."""
+    num_threads = settings.num_threads
+    return DEFAULT_ASYNC_CONCURRENCY if num_threads == DEFAULT_CONFIG["num_threads"] else num_threads
+
 
 _UNSET: Any = object()
 
@@ -90,6 +123,30 @@ def _objects_before_frozen() -> Iterator[None]:
             _frozen_depth -= 1
             if _frozen_depth == 0 and _we_froze:
                 gc.unfreeze()
+
+
+def _loop_running_here() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _cpu_clock(thread_ident: int | None) -> Callable[[], float]:
+    """A clock of one thread's CPU time where the platform has one (POSIX), else of the whole process'."""
+    try:
+        clock_id = time.pthread_getcpuclockid(thread_ident)  # type: ignore[arg-type]
+        time.clock_gettime(clock_id)
+    except (AttributeError, OSError, TypeError):
+        return time.process_time
+    return lambda: time.clock_gettime(clock_id)
+
+
+def _wait_for(thread: threading.Thread, cancelled: threading.Event) -> None:
+    """Wait for `thread` unless the run is cancelled; timed, so the waiting thread still sees Ctrl-C."""
+    while thread.is_alive() and not cancelled.is_set():
+        thread.join(0.25)
 
 
 _workers: concurrent.futures.ThreadPoolExecutor | None = None
@@ -154,17 +211,22 @@ class _Progress:
         self.compare_results = compare_results
         self.total = total
         self.done = 0
+        self.scored = 0  # items that gave a result: the average is over them, as DSPy's bar shows it
         self.score = 0.0
 
     def advance(self, outcome: Any) -> None:
         self.done += 1
         if self.compare_results and outcome is not None and not isinstance(outcome, BaseException):
-            self.score += outcome[-1]
+            self.scored += 1
+            try:
+                self.score += outcome[-1]
+            except TypeError:  # a metric that gave no number (None): the bar's average leaves it out
+                self.scored -= 1
         if self.disabled:
             return
         if self.compare_results:
-            pct = round(100 * self.score / self.done, 1) if self.done else 0
-            self.bar.set_description(f"Average Metric: {self.score:.2f} / {self.done} ({pct}%)", refresh=False)
+            pct = round(100 * self.score / self.scored, 1) if self.scored else 0
+            self.bar.set_description(f"Average Metric: {self.score:.2f} / {self.scored} ({pct}%)", refresh=False)
         else:
             self.bar.set_description(f"Processed {self.done} / {self.total} examples", refresh=False)
         self.bar.update(1)
@@ -269,6 +331,9 @@ class ParallelExecutor:
                     outcome = parent.copy().run(function, item)
                 except Exception as e:
                     error = e
+                except BaseException:  # SystemExit, Ctrl-C: the whole run stops
+                    self.cancel_jobs.set()
+                    raise
                 self._record(results, index, item, outcome, error)
                 if progress_lock is None:
                     continue
@@ -277,51 +342,70 @@ class ParallelExecutor:
 
         try:
             self._run_workers(run_items, total)
-        except KeyboardInterrupt:
-            self.cancel_jobs.set()
-            logger.warning("SIGINT received. Cancelling.")
+        except BaseException as e:
+            self.cancel_jobs.set()  # no worker starts another item
+            if isinstance(e, KeyboardInterrupt):
+                logger.warning("SIGINT received. Cancelling.")
             raise
         finally:
             progress.close()
         return self._finish(results)
 
     def _run_workers(self, run_items: Callable[[], None], total: int) -> None:
-        """Run items on the calling thread, adding the other `num_threads - 1` workers once items wait.
+        """Run items on one thread, adding the other `num_threads - 1` workers once items wait.
 
         Extra threads only help while items wait (for the network, a sleep, a rate limit). Items that keep the
         interpreter busy (cache hits) run no faster on eight threads than on one, since they take turns holding
-        the GIL, and switching between them costs time. So the calling thread starts alone, and a watcher adds
-        the other workers as soon as the process spends less than half of a 10 ms window on the CPU.
+        the GIL, and switching between them costs time. So one thread starts alone, and a watcher adds the other
+        workers as soon as that thread spends less than half of a 10 ms window on the CPU. The first thread is
+        the caller's, unless an event loop runs there (Jupyter, an async app): items may start loops of their own
+        (`asyncio.run`), which a thread running one cannot. Once the run is cancelled (`max_errors`), nobody
+        waits for the items still running: their threads finish them and exit.
         """
-        if self.num_threads == 1 or total <= 1:
+        in_caller = not _loop_running_here()
+        if in_caller and (self.num_threads == 1 or total <= 1):
             run_items()
             return
         workers: list[threading.Thread] = []
+
+        def start_worker() -> threading.Thread:
+            worker = threading.Thread(target=run_items, name=f"turbodspy-batch-{len(workers)}", daemon=True)
+            worker.start()
+            workers.append(worker)
+            return worker
+
+        runner = threading.current_thread() if in_caller else start_worker()
         finished = threading.Event()
 
         def watch() -> None:
-            last_wall, last_cpu = time.perf_counter(), time.process_time()
-            while not finished.wait(_WATCH_WINDOW):
-                wall, cpu = time.perf_counter(), time.process_time()
-                if cpu - last_cpu < 0.5 * (wall - last_wall):
-                    for i in range(min(self.num_threads, total) - 1):
-                        worker = threading.Thread(target=run_items, name=f"turbodspy-batch-{i}", daemon=True)
-                        worker.start()
-                        workers.append(worker)
-                    return
-                last_wall, last_cpu = wall, cpu
+            runner_cpu = _cpu_clock(runner.ident)
+            try:
+                last_wall, last_cpu = time.perf_counter(), runner_cpu()
+                while not finished.wait(_WATCH_WINDOW):
+                    wall, cpu = time.perf_counter(), runner_cpu()
+                    if cpu - last_cpu < 0.5 * (wall - last_wall):
+                        for _ in range(min(self.num_threads, total) - len(workers) - in_caller):
+                            start_worker()
+                        return
+                    last_wall, last_cpu = wall, cpu
+            except OSError:  # the runner's clock went with it: it has finished
+                return
 
-        watcher = threading.Thread(target=watch, name="turbodspy-batch-watcher", daemon=True)
-        watcher.start()
+        watcher = None
+        if self.num_threads > 1 and total > 1:
+            watcher = threading.Thread(target=watch, name="turbodspy-batch-watcher", daemon=True)
+            watcher.start()
         try:
-            run_items()
+            if in_caller:
+                run_items()
+            else:
+                _wait_for(runner, self.cancel_jobs)
         finally:
             finished.set()
-            watcher.join()
-        for w in workers:
-            # A timed join keeps the main thread responsive to Ctrl-C.
-            while w.is_alive():
-                w.join(0.25)
+            if watcher is not None:
+                watcher.join()
+        for worker in list(workers):
+            _wait_for(worker, self.cancel_jobs)
 
     # -- async --------------------------------------------------------------------------------------------------
 
@@ -381,7 +465,7 @@ class ParallelExecutor:
     async def _aexecute(
         self, afunction: Callable[[Any], Awaitable[Any]], data: Sequence[Any], concurrency: int | None
     ) -> list[Any]:
-        concurrency = concurrency or DEFAULT_ASYNC_CONCURRENCY
+        concurrency = concurrency or default_async_concurrency()
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}.")
         data = list(data)
@@ -408,6 +492,10 @@ class ParallelExecutor:
                     self._record(results, index, item, None, e)
                     if advance is not None:
                         advance(e)
+                    if cancelled():  # `max_errors` reached: the items still in flight are abandoned
+                        for worker in workers:
+                            if worker is not asyncio.current_task():
+                                worker.cancel()
                     continue
                 results[index] = outcome
                 if advance is not None:
@@ -416,7 +504,7 @@ class ParallelExecutor:
         # Each worker is a task, so it runs in its own copy of the caller's context.
         workers = [asyncio.ensure_future(run_items()) for _ in range(min(concurrency, len(data)))]
         try:
-            await asyncio.gather(*workers)
+            await asyncio.wait(workers)
         except BaseException:
             self.cancel_jobs.set()
             for w in workers:
@@ -424,4 +512,7 @@ class ParallelExecutor:
             raise
         finally:
             progress.close()
+        for w in workers:  # a worker that failed outside an item (not one abandoned above)
+            if not w.cancelled() and w.exception() is not None:
+                raise w.exception()
         return self._finish(results)
