@@ -1,8 +1,10 @@
 """`ParallelExecutor`: runs one function over many items with bounded concurrency, on threads or on one event loop.
 
-Shared by `Parallel`, `Module.batch` and `Evaluate`. Each item runs in its own copy of the caller's context, so
+Shared by `Parallel`, `Module.batch` and `Evaluate`. Items run in copies of the caller's context, so
 `turbodspy.context(...)` settings (LM, adapter, callbacks, usage tracker, active call id) hold inside every
-worker and nothing an item changes leaks into another. Results keep the items' order; an item that raised gives
+worker: on threads each item gets its own copy; on the event loop each worker task has one, which the items it
+runs in turn share (a `context(...)` block inside an item is undone when it exits, so only a context variable
+an item sets and never resets carries over). Results keep the items' order; an item that raised gives
 `None` and is recorded in `failed_indices` / `exceptions_map`. After `max_errors` failures the run stops and
 raises `BatchCancelledError`. There is no global timeout: a slow item is waited for, never re-submitted.
 """
@@ -144,9 +146,10 @@ def _cpu_clock(thread_ident: int | None) -> Callable[[], float]:
 
 
 def _wait_for(thread: threading.Thread, cancelled: threading.Event) -> None:
-    """Wait for `thread` unless the run is cancelled; timed, so the waiting thread still sees Ctrl-C."""
+    """Wait for `thread` unless the run is cancelled; in short steps, so the waiting thread sees a cancellation
+    and Ctrl-C soon."""
     while thread.is_alive() and not cancelled.is_set():
-        thread.join(0.25)
+        thread.join(0.05)
 
 
 _workers: concurrent.futures.ThreadPoolExecutor | None = None
@@ -315,6 +318,7 @@ class ParallelExecutor:
         counter = itertools.count()
         total = len(data)
         progress_lock = threading.Lock() if not self.disable_progress_bar else None
+        fatal: list[BaseException] = []
 
         def run_items() -> None:
             while not self.cancel_jobs.is_set():
@@ -331,9 +335,10 @@ class ParallelExecutor:
                     outcome = parent.copy().run(function, item)
                 except Exception as e:
                     error = e
-                except BaseException:  # SystemExit, Ctrl-C: the whole run stops
+                except BaseException as e:  # SystemExit and the like: the run stops and the caller raises it
+                    fatal.append(e)
                     self.cancel_jobs.set()
-                    raise
+                    return
                 self._record(results, index, item, outcome, error)
                 if progress_lock is None:
                     continue
@@ -349,21 +354,22 @@ class ParallelExecutor:
             raise
         finally:
             progress.close()
+        if fatal:
+            raise fatal[0]
         return self._finish(results)
 
     def _run_workers(self, run_items: Callable[[], None], total: int) -> None:
-        """Run items on one thread, adding the other `num_threads - 1` workers once items wait.
+        """Run items on one worker thread, adding the other `num_threads - 1` once items wait; the caller waits.
 
         Extra threads only help while items wait (for the network, a sleep, a rate limit). Items that keep the
         interpreter busy (cache hits) run no faster on eight threads than on one, since they take turns holding
         the GIL, and switching between them costs time. So one thread starts alone, and a watcher adds the other
-        workers as soon as that thread spends less than half of a 10 ms window on the CPU. The first thread is
-        the caller's, unless an event loop runs there (Jupyter, an async app): items may start loops of their own
-        (`asyncio.run`), which a thread running one cannot. Once the run is cancelled (`max_errors`), nobody
-        waits for the items still running: their threads finish them and exit.
+        workers as soon as that thread spends less than half of a 10 ms window on the CPU. The caller only
+        waits, so once the run is cancelled (`max_errors`) it raises at once, leaving the items still running
+        to finish on their threads, which then exit. With one thread, items run on the caller's, unless an event
+        loop runs there (Jupyter, an async app): items may start loops of their own (`asyncio.run`).
         """
-        in_caller = not _loop_running_here()
-        if in_caller and (self.num_threads == 1 or total <= 1):
+        if (self.num_threads == 1 or total <= 1) and not _loop_running_here():
             run_items()
             return
         workers: list[threading.Thread] = []
@@ -374,7 +380,7 @@ class ParallelExecutor:
             workers.append(worker)
             return worker
 
-        runner = threading.current_thread() if in_caller else start_worker()
+        runner = start_worker()
         finished = threading.Event()
 
         def watch() -> None:
@@ -384,7 +390,7 @@ class ParallelExecutor:
                 while not finished.wait(_WATCH_WINDOW):
                     wall, cpu = time.perf_counter(), runner_cpu()
                     if cpu - last_cpu < 0.5 * (wall - last_wall):
-                        for _ in range(min(self.num_threads, total) - len(workers) - in_caller):
+                        for _ in range(min(self.num_threads, total) - 1):
                             start_worker()
                         return
                     last_wall, last_cpu = wall, cpu
@@ -396,10 +402,7 @@ class ParallelExecutor:
             watcher = threading.Thread(target=watch, name="turbodspy-batch-watcher", daemon=True)
             watcher.start()
         try:
-            if in_caller:
-                run_items()
-            else:
-                _wait_for(runner, self.cancel_jobs)
+            _wait_for(runner, self.cancel_jobs)
         finally:
             finished.set()
             if watcher is not None:
