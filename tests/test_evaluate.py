@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import threading
 
@@ -103,3 +104,20 @@ def test_keyword_arguments_of_older_dspy_are_accepted_and_ignored(caplog):
     evaluate = dspy.Evaluate(devset=[dspy.Example(x=1).with_inputs("x")], metric=lambda e, p: 1, return_all_scores=True)
     assert "return_all_scores" in caplog.text
     assert evaluate.devset
+
+
+def test_csv_export_holds_failed_examples_too(tmp_path):
+    class Half(dspy.Module):
+        def forward(self, x):
+            if x % 2:
+                raise ValueError("odd")
+            return dspy.Prediction(y=x * x)
+
+    path = tmp_path / "results.csv"
+    devset = examples(range(4))
+    result = dspy.Evaluate(devset=devset, metric=lambda e, p: p.y == e.label, num_threads=2, save_as_csv=str(path))(
+        Half()
+    )
+    assert result.score == 50.0
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) == 4 and [row["y"] for row in rows] == ["0", "", "4", ""]

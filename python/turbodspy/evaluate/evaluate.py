@@ -146,7 +146,8 @@ class Evaluate:
                 _print_table(rows, metric_name, None if display_table is True else int(display_table))
             if save_as_csv:
                 with open(save_as_csv, "w", newline="", encoding="utf-8") as f:
-                    writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+                    # Every row's columns: a failed example's row lacks the prediction's (DSPy's csv export fails).
+                    writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
                     writer.writeheader()
                     writer.writerows(rows)
             if save_as_json:
