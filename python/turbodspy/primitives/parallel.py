@@ -373,25 +373,31 @@ class ParallelExecutor:
             run_items()
             return
         workers: list[threading.Thread] = []
+        runner_cpu: list[Callable[[], float]] = []
 
-        def start_worker() -> threading.Thread:
-            worker = threading.Thread(target=run_items, name=f"turbodspy-batch-{len(workers)}", daemon=True)
+        def start_worker(target: Callable[[], None]) -> threading.Thread:
+            worker = threading.Thread(target=target, name=f"turbodspy-batch-{len(workers)}", daemon=True)
             worker.start()
             workers.append(worker)
             return worker
 
-        runner = start_worker()
+        def run_first_items() -> None:
+            runner_cpu.append(_cpu_clock(threading.get_ident()))  # looked up by the thread itself, while it lives
+            run_items()
+
+        runner = start_worker(run_first_items)
         finished = threading.Event()
 
         def watch() -> None:
-            runner_cpu = _cpu_clock(runner.ident)
+            last_wall, last_cpu = time.perf_counter(), None
             try:
-                last_wall, last_cpu = time.perf_counter(), runner_cpu()
                 while not finished.wait(_WATCH_WINDOW):
-                    wall, cpu = time.perf_counter(), runner_cpu()
-                    if cpu - last_cpu < 0.5 * (wall - last_wall):
+                    if not runner_cpu:
+                        continue  # the runner has not started yet
+                    wall, cpu = time.perf_counter(), runner_cpu[0]()
+                    if last_cpu is not None and cpu - last_cpu < 0.5 * (wall - last_wall):
                         for _ in range(min(self.num_threads, total) - 1):
-                            start_worker()
+                            start_worker(run_items)
                         return
                     last_wall, last_cpu = wall, cpu
             except OSError:  # the runner's clock went with it: it has finished
