@@ -180,26 +180,106 @@ def test_reaching_max_errors_raises_without_waiting_for_items_still_running(path
         release.set()
 
 
-def test_a_base_exception_from_an_item_stops_the_other_workers():
+@pytest.mark.parametrize("path", [{"num_threads": 4}, {"concurrency": 4}])
+def test_a_base_exception_from_an_item_reaches_the_caller_and_stops_the_run(path):
     ran = []
 
     class Exits(dspy.Module):
         def forward(self, x):
             ran.append(x)
-            if x == 0:
+            if x == 50:  # taken once the other workers run too
                 raise SystemExit("stop everything")
-            time.sleep(0.01)
+            time.sleep(0.005)
+            return dspy.Prediction(y=x)
+
+        async def aforward(self, x):
+            ran.append(x)
+            if x == 50:
+                raise SystemExit("stop everything")
+            await asyncio.sleep(0.005)
             return dspy.Prediction(y=x)
 
     with pytest.raises(SystemExit):
-        Exits().batch(examples(range(200)), num_threads=1, disable_progress_bar=True)
-    assert ran == [0]
-    ran.clear()
-    with pytest.raises(SystemExit):
-        Exits().batch(examples([0, *range(1, 200)]), num_threads=4, disable_progress_bar=True)
+        _finishes(lambda: Exits().batch(examples(range(400)), disable_progress_bar=True, **path))
     count = len(ran)
     time.sleep(0.1)
-    assert len(ran) == count < 200  # nobody started another item after the call raised
+    assert len(ran) == count < 400  # nobody started another item after the call raised
+    # The event loop survived it: the next async batch runs.
+    assert [r.y for r in AsyncSquare(delay=0).batch(examples(range(3)), concurrency=2, disable_progress_bar=True)] == [
+        0,
+        1,
+        4,
+    ]
+
+
+def test_an_item_raising_cancelled_error_is_its_own_failure_not_a_lost_result():
+    class CancelsItself(dspy.Module):
+        async def aforward(self, x):
+            if x == 1:
+                raise asyncio.CancelledError()  # as a leaked cancel scope does
+            return dspy.Prediction(y=x)
+
+    results, failed, errors = CancelsItself().batch(
+        examples(range(4)), concurrency=2, return_failed_examples=True, disable_progress_bar=True
+    )
+    assert [r.y if r else None for r in results] == [0, None, 2, 3]
+    assert [ex.x for ex in failed] == [1] and isinstance(errors[0], asyncio.CancelledError)
+
+
+def test_an_error_outside_an_item_is_raised_not_lost():
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError("cannot describe the failure")
+
+    class Breaks(dspy.Module):
+        def forward(self, x):
+            if x == 1:
+                raise Unprintable()
+            return dspy.Prediction(y=x)
+
+    with pytest.raises(RuntimeError, match="cannot describe"):
+        Breaks().batch(examples(range(6)), num_threads=2, disable_progress_bar=True)
+
+
+def test_empty_input_gives_empty_results_on_every_path():
+    assert AsyncSquare().batch([], concurrency=4, disable_progress_bar=True) == []
+    assert Square().batch([], num_threads=4, disable_progress_bar=True) == []
+    assert dspy.Parallel(concurrency=4)([]) == []
+
+
+def test_user_lm_and_adapter_code_runs_in_a_batch():
+    calls = []
+
+    class MyLM(dspy.utils.DummyLM):
+        def forward(self, prompt=None, messages=None, **kwargs):
+            calls.append("lm")
+            return super().forward(prompt=prompt, messages=messages, **kwargs)
+
+    class MyAdapter(dspy.ChatAdapter):
+        def __call__(self, *args, **kwargs):
+            calls.append("adapter")
+            return super().__call__(*args, **kwargs)
+
+    data = [dspy.Example(question=f"q{i}").with_inputs("question") for i in range(4)]
+    with dspy.context(lm=MyLM([{"answer": "a"}] * 10), adapter=MyAdapter()):
+        results = dspy.Predict("question -> answer").batch(data, disable_progress_bar=True)
+    assert [r.answer for r in results] == ["a"] * 4
+    assert calls.count("lm") == 4 and calls.count("adapter") == 4
+
+
+def test_a_thread_batch_inside_an_async_item_whose_items_run_async_batches_does_not_deadlock():
+    class Inner(dspy.Module):
+        def forward(self, x):
+            inner = AsyncSquare(delay=0).batch(examples([x]), concurrency=1, disable_progress_bar=True)
+            return dspy.Prediction(y=inner[0].y)
+
+    class Outer(dspy.Module):
+        async def aforward(self, x):
+            inner = Inner().batch(examples([x, x + 1]), num_threads=2, disable_progress_bar=True)
+            return dspy.Prediction(y=sum(r.y for r in inner))
+
+    results = _finishes(lambda: Outer().batch(examples(range(3)), disable_progress_bar=True))
+    assert [r.y for r in results] == [x * x + (x + 1) ** 2 for x in range(3)]
 
 
 def test_max_errors_stops_the_run_with_a_typed_error():
@@ -367,12 +447,22 @@ def test_asyncify_runs_sync_program_on_a_worker_thread_with_context():
 
 
 def _finishes(fn, timeout=60):
-    """Run fn on a thread; fail (instead of hanging the suite) if it deadlocks."""
+    """Run fn on a thread and return its result or raise its exception; fail (instead of hanging the suite) if it
+    deadlocks."""
     box = {}
-    thread = threading.Thread(target=lambda: box.update(result=fn()), daemon=True)
+
+    def run():
+        try:
+            box["result"] = fn()
+        except BaseException as e:
+            box["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     thread.join(timeout)
     assert not thread.is_alive(), "deadlocked"
+    if "error" in box:
+        raise box["error"]
     return box["result"]
 
 

@@ -114,10 +114,10 @@ def test_csv_export_holds_failed_examples_too(tmp_path):
             return dspy.Prediction(y=x * x)
 
     path = tmp_path / "results.csv"
-    devset = examples(range(4))
+    devset = examples([1, 0, 3, 2])  # the first row is a failure's, without the prediction's columns
     result = dspy.Evaluate(devset=devset, metric=lambda e, p: p.y == e.label, num_threads=2, save_as_csv=str(path))(
         Half()
     )
     assert result.score == 50.0
     rows = list(csv.DictReader(path.open()))
-    assert len(rows) == 4 and [row["y"] for row in rows] == ["0", "", "4", ""]
+    assert len(rows) == 4 and [row["y"] for row in rows] == ["", "0", "", "4"]

@@ -38,20 +38,30 @@ _WATCH_WINDOW = 0.01
 
 def async_by_default(program: Any) -> bool:
     """Whether a batch runs `program` on the event loop when not told how: turbodspy's own modules as they come
-    (`Predict`, `ChainOfThought`) with no callbacks set, and programs that are async only (no `forward`). A
-    user's `forward`/`aforward` or callback may block (synchronous I/O, `time.sleep`), and on the one loop every
-    other item would wait for it; on threads, where DSPy runs every batch, it cannot hold up the rest."""
+    (`Predict`, `ChainOfThought`), calling turbodspy's own LMs and adapters, with no callbacks set; and programs
+    that are async only (no `forward`). User code anywhere on the call's path (a `forward`, an LM or adapter
+    subclass, a callback) may block (synchronous I/O, `time.sleep`), and on the one loop every other item would
+    wait for it; on threads, where DSPy runs every batch, it cannot hold up the rest."""
     supports_async = getattr(program, "supports_async", None)
     if not (callable(supports_async) and supports_async()):
         return False
     if type(program).forward is _module_forward():
         return True  # no sync path to run
-    if not type(program).__module__.startswith("turbodspy."):
+    if not _ours(program):
         return False
     config = current_settings()
-    if config["callbacks"] or getattr(program, "callbacks", None):
+    if config["callbacks"] or (config["adapter"] is not None and not _ours(config["adapter"])):
         return False
-    return not any(getattr(lm, "callbacks", None) for lm in (config["lm"], getattr(program, "lm", None)))
+    modules = [program, *program.predictors()]
+    if any(getattr(module, "callbacks", None) for module in modules):
+        return False
+    lms = [config["lm"], *(getattr(module, "lm", None) for module in modules)]
+    return all(lm is None or (_ours(lm) and not getattr(lm, "callbacks", None)) for lm in lms)
+
+
+def _ours(obj: Any) -> bool:
+    """Whether `obj`'s class is turbodspy's own (not a user's subclass, whose code may block)."""
+    return type(obj).__module__.startswith("turbodspy.")
 
 
 def _module_forward() -> Any:
@@ -81,7 +91,9 @@ def background_loop() -> asyncio.AbstractEventLoop:
     global _loop, _loop_thread, _loop_pid
     with _loop_lock:
         # A forked child inherits `_loop` but not the thread running it: it needs its own.
-        if _loop is None or _loop.is_closed() or _loop_pid != os.getpid():
+        # A loop whose thread died (it should not: items' errors are caught) would never run anything again.
+        dead = _loop_thread is None or not _loop_thread.is_alive()
+        if _loop is None or _loop.is_closed() or _loop_pid != os.getpid() or dead:
             loop = asyncio.new_event_loop()
             thread = threading.Thread(target=loop.run_forever, name="turbodspy-event-loop", daemon=True)
             thread.start()
@@ -91,6 +103,13 @@ def background_loop() -> asyncio.AbstractEventLoop:
 
 def _on_background_loop() -> bool:
     return threading.current_thread() is _loop_thread and _loop_pid == os.getpid()
+
+
+# Set (in the items' context) while the background loop's thread waits for a thread-path batch: an item that
+# starts an async batch must then use a private loop, since the background one cannot run until it returns.
+_background_loop_waiting: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "turbodspy_background_loop_waiting", default=False
+)
 
 
 _frozen_depth = 0
@@ -268,6 +287,9 @@ class ParallelExecutor:
         self.error_count = 0
         self.error_lock = threading.Lock()
         self.cancel_jobs = threading.Event()
+        # A SystemExit or the like from an item on the event loop: raised in the caller's thread, never in the
+        # loop's (where it would stop the loop for good).
+        self._fatal: BaseException | None = None
         self.failed_indices: list[int] = []
         self.exceptions_map: dict[int, BaseException] = {}
         self._first_error: BaseException | None = None
@@ -312,6 +334,8 @@ class ParallelExecutor:
         data = list(data)
         results: list[Any] = [_UNSET] * len(data)
         parent = contextvars.copy_context()
+        if _on_background_loop():
+            parent.run(_background_loop_waiting.set, True)
         progress = _Progress(len(data), self.disable_progress_bar, self.compare_results)
         # Taking the next index needs no lock: `next()` on itertools.count is atomic under the GIL. With the
         # progress bar off, finishing an item takes no lock either, so cached items run without lock convoys.
@@ -321,6 +345,13 @@ class ParallelExecutor:
         fatal: list[BaseException] = []
 
         def run_items() -> None:
+            try:
+                run_items_unguarded()
+            except BaseException as e:  # outside an item (recording, progress): the run stops, the caller raises
+                fatal.append(e)
+                self.cancel_jobs.set()
+
+        def run_items_unguarded() -> None:
             while not self.cancel_jobs.is_set():
                 index = next(counter)
                 if index >= total:
@@ -364,7 +395,8 @@ class ParallelExecutor:
         Extra threads only help while items wait (for the network, a sleep, a rate limit). Items that keep the
         interpreter busy (cache hits) run no faster on eight threads than on one, since they take turns holding
         the GIL, and switching between them costs time. So one thread starts alone, and a watcher adds the other
-        workers as soon as that thread spends less than half of a 10 ms window on the CPU. The caller only
+        workers as soon as that thread spends less than half of a 10 ms window on the CPU (waiting for the
+        network, or for the GIL while other threads of the process run: more threads then do no harm). The caller only
         waits, so once the run is cancelled (`max_errors`) it raises at once, leaving the items still running
         to finish on their threads, which then exit. With one thread, items run on the caller's, unless an event
         loop runs there (Jupyter, an async app): items may start loops of their own (`asyncio.run`).
@@ -427,7 +459,7 @@ class ParallelExecutor:
         clients (LiteLLM's) and their connections are reused from one batch to the next.
         """
         with _objects_before_frozen():
-            if _on_background_loop():
+            if _on_background_loop() or _background_loop_waiting.get():
                 # A batch started from inside an async batch item: waiting here for our own loop would deadlock it.
                 return self._execute_on_private_loop(afunction, data, concurrency)
             # The handle scheduling the coroutine copies this thread's context, so the caller's settings apply.
@@ -436,7 +468,10 @@ class ParallelExecutor:
                 while True:
                     try:
                         # A timed wait keeps the calling thread responsive to Ctrl-C.
-                        return future.result(timeout=0.25)
+                        results = future.result(timeout=0.25)
+                        if self._fatal is not None:
+                            raise self._fatal
+                        return results
                     except concurrent.futures.TimeoutError:
                         continue
             except KeyboardInterrupt:
@@ -469,7 +504,10 @@ class ParallelExecutor:
     ) -> list[Any]:
         """Run `await afunction(item)` over `data` on the running loop with `concurrency` items in flight."""
         with _objects_before_frozen():
-            return await self._aexecute(afunction, data, concurrency)
+            results = await self._aexecute(afunction, data, concurrency)
+        if self._fatal is not None and not _on_background_loop():
+            raise self._fatal  # on the caller's own loop, as any exception of its own
+        return results
 
     async def _aexecute(
         self, afunction: Callable[[Any], Awaitable[Any]], data: Sequence[Any], concurrency: int | None
@@ -497,23 +535,42 @@ class ParallelExecutor:
                 item = data[index]
                 try:
                     outcome = await afunction(item)
+                except asyncio.CancelledError as e:
+                    if cancelled():  # the batch is stopping: this worker was cancelled on purpose
+                        raise
+                    error: BaseException = e  # one the item raised itself: its failure
                 except Exception as e:
-                    self._record(results, index, item, None, e)
+                    error = e
+                except BaseException as e:  # SystemExit and the like: the run stops and the caller raises it
+                    fatal.append(e)
+                    stop_the_others()
+                    return
+                else:
+                    results[index] = outcome
                     if advance is not None:
-                        advance(e)
-                    if cancelled():  # `max_errors` reached: the items still in flight are abandoned
-                        for worker in workers:
-                            if worker is not asyncio.current_task():
-                                worker.cancel()
+                        advance(outcome)
                     continue
-                results[index] = outcome
+                self._record(results, index, item, None, error)
                 if advance is not None:
-                    advance(outcome)
+                    advance(error)
+                if cancelled():  # `max_errors` reached: the items still in flight are abandoned
+                    stop_the_others()
 
+        def stop_the_others() -> None:
+            self.cancel_jobs.set()
+            for worker in workers:
+                if worker is not asyncio.current_task():
+                    worker.cancel()
+
+        fatal: list[BaseException] = []
         # Each worker is a task, so it runs in its own copy of the caller's context.
         workers = [asyncio.ensure_future(run_items()) for _ in range(min(concurrency, len(data)))]
         try:
-            await asyncio.wait(workers)
+            if workers:
+                await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+                if any(not w.done() for w in workers):  # one failed outside an item: stop the rest
+                    stop_the_others()
+                    await asyncio.wait(workers)
         except BaseException:
             self.cancel_jobs.set()
             for w in workers:
@@ -521,7 +578,10 @@ class ParallelExecutor:
             raise
         finally:
             progress.close()
-        for w in workers:  # a worker that failed outside an item (not one abandoned above)
+        if fatal:
+            self._fatal = fatal[0]
+            return []
+        for w in workers:  # a worker that failed outside an item (not one stopped above)
             if not w.cancelled() and w.exception() is not None:
                 raise w.exception()
         return self._finish(results)
