@@ -212,6 +212,56 @@ def test_a_base_exception_from_an_item_reaches_the_caller_and_stops_the_run(path
     ]
 
 
+def test_a_system_exit_from_an_items_own_task_or_inner_batch_reaches_the_caller():
+    from turbodspy.primitives.parallel import ParallelExecutor
+
+    async def exits():
+        raise SystemExit("from inside")
+
+    class ChildTask(dspy.Module):
+        async def aforward(self, x):
+            if x == 1:
+                await asyncio.gather(exits())  # a task of its own: the loop must survive it
+            return dspy.Prediction(y=x)
+
+    class InnerBatch(dspy.Module):
+        async def aforward(self, x):
+            async def item(i):
+                if i == 1:
+                    await exits()
+                return i
+
+            return dspy.Prediction(y=await ParallelExecutor(disable_progress_bar=True).aexecute(item, [0, 1], 2))
+
+    for program in (ChildTask(), InnerBatch()):
+        with pytest.raises(SystemExit, match="from inside"):
+            _finishes(lambda program=program: program.batch(examples(range(3)), disable_progress_bar=True))
+    assert [r.y for r in AsyncSquare(delay=0).batch(examples(range(2)), concurrency=2, disable_progress_bar=True)] == [
+        0,
+        1,
+    ]
+
+
+def test_batches_nested_across_loops_and_threads_do_not_deadlock():
+    class Inner(dspy.Module):  # threads
+        def forward(self, x):
+            return dspy.Prediction(
+                y=AsyncSquare(delay=0).batch(examples([x]), concurrency=1, disable_progress_bar=True)[0].y
+            )
+
+    class Mid(dspy.Module):  # async only, run on a private loop by Outer's item
+        async def aforward(self, x):
+            inner = Inner().batch(examples([x, x + 1]), num_threads=2, disable_progress_bar=True)
+            return dspy.Prediction(y=sum(r.y for r in inner))
+
+    class Outer(dspy.Module):  # async only, on the background loop
+        async def aforward(self, x):
+            return dspy.Prediction(y=Mid().batch(examples([x]), disable_progress_bar=True)[0].y)
+
+    results = _finishes(lambda: Outer().batch(examples(range(2)), disable_progress_bar=True))
+    assert [r.y for r in results] == [1, 5]
+
+
 def test_an_item_raising_cancelled_error_is_its_own_failure_not_a_lost_result():
     class CancelsItself(dspy.Module):
         async def aforward(self, x):

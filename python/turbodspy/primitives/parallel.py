@@ -95,10 +95,21 @@ def background_loop() -> asyncio.AbstractEventLoop:
         dead = _loop_thread is None or not _loop_thread.is_alive()
         if _loop is None or _loop.is_closed() or _loop_pid != os.getpid() or dead:
             loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="turbodspy-event-loop", daemon=True)
+            thread = threading.Thread(target=_serve, args=(loop,), name="turbodspy-event-loop", daemon=True)
             thread.start()
             _loop, _loop_thread, _loop_pid = loop, thread, os.getpid()
         return _loop
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """Run the background loop for good. A SystemExit or KeyboardInterrupt raised in any task (an item's child
+    task, say) escapes `run_forever`; the task keeps it for whoever awaits it, and the loop serves on."""
+    while not loop.is_closed():
+        try:
+            loop.run_forever()
+            return
+        except (SystemExit, KeyboardInterrupt):
+            continue
 
 
 def _on_background_loop() -> bool:
@@ -463,7 +474,9 @@ class ParallelExecutor:
                 # A batch started from inside an async batch item: waiting here for our own loop would deadlock it.
                 return self._execute_on_private_loop(afunction, data, concurrency)
             # The handle scheduling the coroutine copies this thread's context, so the caller's settings apply.
-            future = asyncio.run_coroutine_threadsafe(self.aexecute(afunction, data, concurrency), background_loop())
+            future = asyncio.run_coroutine_threadsafe(
+                self._aexecute_for_a_thread(afunction, data, concurrency), background_loop()
+            )
             try:
                 while True:
                     try:
@@ -485,6 +498,8 @@ class ParallelExecutor:
     ) -> list[Any]:
         box: dict[str, Any] = {}
         ctx = contextvars.copy_context()
+        if _on_background_loop():  # blocked until the private loop is done: see `_background_loop_waiting`
+            ctx.run(_background_loop_waiting.set, True)
 
         def runner() -> None:
             try:
@@ -503,15 +518,23 @@ class ParallelExecutor:
         self, afunction: Callable[[Any], Awaitable[Any]], data: Sequence[Any], concurrency: int | None = None
     ) -> list[Any]:
         """Run `await afunction(item)` over `data` on the running loop with `concurrency` items in flight."""
-        with _objects_before_frozen():
-            results = await self._aexecute(afunction, data, concurrency)
-        if self._fatal is not None and not _on_background_loop():
-            raise self._fatal  # on the caller's own loop, as any exception of its own
+        results = await self._aexecute_for_a_thread(afunction, data, concurrency)
+        if self._fatal is not None:
+            raise self._fatal  # in the awaiting code, as any exception of its own
         return results
+
+    async def _aexecute_for_a_thread(
+        self, afunction: Callable[[Any], Awaitable[Any]], data: Sequence[Any], concurrency: int | None
+    ) -> list[Any]:
+        """`aexecute` for `execute_async`, which raises a SystemExit-like `self._fatal` in its caller's thread:
+        raised here, at the top of a task on the background loop, it would stop the loop for good."""
+        with _objects_before_frozen():
+            return await self._aexecute(afunction, data, concurrency)
 
     async def _aexecute(
         self, afunction: Callable[[Any], Awaitable[Any]], data: Sequence[Any], concurrency: int | None
     ) -> list[Any]:
+        self._fatal = None
         concurrency = concurrency or default_async_concurrency()
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}.")
