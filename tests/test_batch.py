@@ -402,6 +402,10 @@ def test_a_forward_of_the_users_own_is_what_a_batch_runs():
         assert [r.answer for r in patched.batch(data, disable_progress_bar=True)] == ["patched"] * 4
         evaluated = dspy.Evaluate(devset=data, metric=lambda ex, pred, trace=None: pred.answer == "patched")
         assert evaluated(patched).score == 100.0
+    cot = dspy.ChainOfThought("question -> answer")
+    cot.predict = Shouting(cot.predict.signature)  # a user's module inside one of ours
+    with dspy.context(lm=dspy.utils.DummyLM([{"reasoning": "r", "answer": "quiet"}] * 10)):
+        assert [r.answer for r in cot.batch(data, disable_progress_bar=True)] == ["QUIET"] * 4
 
 
 def test_concurrency_given_for_a_sync_program_runs_it_on_worker_threads():

@@ -52,9 +52,9 @@ def async_by_default(program: Any) -> bool:
     config = current_settings()
     if config["callbacks"] or (config["adapter"] is not None and not _ours(config["adapter"])):
         return False
-    modules = [program, *program.predictors()]
-    if any(getattr(module, "callbacks", None) for module in modules):
-        return False
+    modules = [program, *(module for _, module in program.named_sub_modules())]
+    if not all(_ours(module) for module in modules) or any(getattr(m, "callbacks", None) for m in modules):
+        return False  # a user's module inside (a `Predict` subclass set on a ChainOfThought, say) or a callback
     lms = [config["lm"], *(getattr(module, "lm", None) for module in modules)]
     return all(lm is None or (_ours(lm) and not getattr(lm, "callbacks", None)) for lm in lms)
 
@@ -116,11 +116,26 @@ def _on_background_loop() -> bool:
     return threading.current_thread() is _loop_thread and _loop_pid == os.getpid()
 
 
-# Set (in the items' context) while the background loop's thread waits for a thread-path batch: an item that
-# starts an async batch must then use a private loop, since the background one cannot run until it returns.
-_background_loop_waiting: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "turbodspy_background_loop_waiting", default=False
-)
+# How many synchronous waits the background loop's thread is in (a thread-path batch, or a private loop, started
+# from an item on it). While it waits the loop runs nothing, so an async batch started anywhere, from any thread,
+# must use a private loop instead.
+_background_loop_blocked = 0
+
+
+@contextlib.contextmanager
+def _blocking_the_background_loop() -> Iterator[None]:
+    """Around a synchronous wait: counts it when the waiting thread is the background loop's."""
+    global _background_loop_blocked
+    if not _on_background_loop():
+        yield
+        return
+    with _loop_lock:
+        _background_loop_blocked += 1
+    try:
+        yield
+    finally:
+        with _loop_lock:
+            _background_loop_blocked -= 1
 
 
 _frozen_depth = 0
@@ -345,8 +360,6 @@ class ParallelExecutor:
         data = list(data)
         results: list[Any] = [_UNSET] * len(data)
         parent = contextvars.copy_context()
-        if _on_background_loop():
-            parent.run(_background_loop_waiting.set, True)
         progress = _Progress(len(data), self.disable_progress_bar, self.compare_results)
         # Taking the next index needs no lock: `next()` on itertools.count is atomic under the GIL. With the
         # progress bar off, finishing an item takes no lock either, so cached items run without lock convoys.
@@ -388,7 +401,8 @@ class ParallelExecutor:
                     progress.advance(error if error is not None else outcome)
 
         try:
-            self._run_workers(run_items, total)
+            with _blocking_the_background_loop():
+                self._run_workers(run_items, total)
         except BaseException as e:
             self.cancel_jobs.set()  # no worker starts another item
             if isinstance(e, KeyboardInterrupt):
@@ -470,7 +484,7 @@ class ParallelExecutor:
         clients (LiteLLM's) and their connections are reused from one batch to the next.
         """
         with _objects_before_frozen():
-            if _on_background_loop() or _background_loop_waiting.get():
+            if _on_background_loop() or _background_loop_blocked:
                 # A batch started from inside an async batch item: waiting here for our own loop would deadlock it.
                 return self._execute_on_private_loop(afunction, data, concurrency)
             # The handle scheduling the coroutine copies this thread's context, so the caller's settings apply.
@@ -482,9 +496,7 @@ class ParallelExecutor:
                     try:
                         # A timed wait keeps the calling thread responsive to Ctrl-C.
                         results = future.result(timeout=0.25)
-                        if self._fatal is not None:
-                            raise self._fatal
-                        return results
+                        break
                     except concurrent.futures.TimeoutError:
                         continue
             except KeyboardInterrupt:
@@ -492,14 +504,15 @@ class ParallelExecutor:
                 future.cancel()
                 logger.warning("SIGINT received. Cancelling.")
                 raise
+            if self._fatal is not None:  # an item's SystemExit or the like, raised here rather than on the loop
+                raise self._fatal
+            return results
 
     def _execute_on_private_loop(
         self, afunction: Callable[[Any], Awaitable[Any]], data: Sequence[Any], concurrency: int | None
     ) -> list[Any]:
         box: dict[str, Any] = {}
         ctx = contextvars.copy_context()
-        if _on_background_loop():  # blocked until the private loop is done: see `_background_loop_waiting`
-            ctx.run(_background_loop_waiting.set, True)
 
         def runner() -> None:
             try:
@@ -509,7 +522,8 @@ class ParallelExecutor:
 
         thread = threading.Thread(target=runner, name="turbodspy-nested-batch", daemon=True)
         thread.start()
-        thread.join()
+        with _blocking_the_background_loop():
+            thread.join()
         if "error" in box:
             raise box["error"]
         return box["result"]
