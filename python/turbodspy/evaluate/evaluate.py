@@ -14,7 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 from turbodspy.primitives.example import Example
-from turbodspy.primitives.parallel import ParallelExecutor, async_by_default, run_on_worker_thread
+from turbodspy.primitives.parallel import (
+    ParallelExecutor,
+    async_by_default,
+    has_async_path,
+    run_on_worker_thread,
+)
 from turbodspy.primitives.prediction import Prediction
 from turbodspy.settings import settings
 from turbodspy.utils.callback import with_callbacks
@@ -116,8 +121,7 @@ class Evaluate:
             prediction = program(**example.inputs())
             return prediction, metric(example, prediction)
 
-        program_supports_async = getattr(program, "supports_async", None)
-        program_supports_async = callable(program_supports_async) and program_supports_async()
+        program_supports_async = has_async_path(program)
 
         async def aprocess_item(example: Example) -> tuple[Any, Any]:
             if not program_supports_async:  # `concurrency=` given for a sync program or a function

@@ -15,6 +15,7 @@ from turbodspy.primitives.parallel import (
     ParallelExecutor,
     _objects_before_frozen,
     async_by_default,
+    has_async_path,
     run_on_worker_thread,
 )
 from turbodspy.settings import settings
@@ -51,6 +52,7 @@ class Parallel:
         self.failed_examples: list[Any] = []
         self.exceptions: list[BaseException] = []
         self._failed_as_inputs = False  # set by `Module.batch`, which hands over whole examples
+        self._sync_modules: set[int] = set()  # ids of the modules of an async run that have no async path
 
     def forward(self, exec_pairs: list[tuple[Any, Any]], num_threads: int | None = None) -> Any:
         with _objects_before_frozen():  # first thing: see `_objects_before_frozen`
@@ -72,6 +74,9 @@ class Parallel:
             not threads_requested and bool(exec_pairs) and _all_async_by_default(exec_pairs)
         )
         if use_async:
+            # Decided once per module, not per item: which have no async path (`concurrency=` given for them).
+            modules = {id(module): module for module, _ in exec_pairs}.values()
+            self._sync_modules = {id(module) for module in modules if not has_async_path(module)}
             results = executor.execute_async(self._aprocess_pair, exec_pairs, self.concurrency)
         else:
             results = executor.execute(self._process_pair, exec_pairs)
@@ -106,9 +111,7 @@ class Parallel:
 
     async def _aprocess_pair(self, pair: tuple[Any, Any]) -> Any:
         module, example = pair
-        supports_async = getattr(module, "supports_async", None)
-        if not (callable(supports_async) and supports_async()):
-            # No async path of its own (`concurrency=` given for a sync module or a function): a worker thread.
+        if id(module) in self._sync_modules:  # no async path of its own: a worker thread
             return await run_on_worker_thread(self._process_pair, pair)
         acall = module.acall
         if isinstance(example, Example):

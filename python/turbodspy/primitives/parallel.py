@@ -42,8 +42,7 @@ def async_by_default(program: Any) -> bool:
     that are async only (no `forward`). User code anywhere on the call's path (a `forward`, an LM or adapter
     subclass, a callback) may block (synchronous I/O, `time.sleep`), and on the one loop every other item would
     wait for it; on threads, where DSPy runs every batch, it cannot hold up the rest."""
-    supports_async = getattr(program, "supports_async", None)
-    if not (callable(supports_async) and supports_async()):
+    if not has_async_path(program):
         return False
     if type(program).forward is _module_forward():
         return True  # no sync path to run
@@ -57,6 +56,12 @@ def async_by_default(program: Any) -> bool:
         return False  # a user's module inside (a `Predict` subclass set on a ChainOfThought, say) or a callback
     lms = [config["lm"], *(getattr(module, "lm", None) for module in modules)]
     return all(lm is None or (_ours(lm) and not getattr(lm, "callbacks", None)) for lm in lms)
+
+
+def has_async_path(program: Any) -> bool:
+    """Whether `program` (a module, or any callable) runs asynchronously through `acall` (`supports_async`)."""
+    supports_async = getattr(program, "supports_async", None)
+    return callable(supports_async) and supports_async()
 
 
 def _ours(obj: Any) -> bool:
