@@ -7,6 +7,7 @@ runs in turn share (a `context(...)` block inside an item is undone when it exit
 an item sets and never resets carries over). Results keep the items' order; an item that raised gives
 `None` and is recorded in `failed_indices` / `exceptions_map`. After `max_errors` failures the run stops and
 raises `BatchCancelledError`. There is no global timeout: a slow item is waited for, never re-submitted.
+On the event loop, once items are known to take a while, their launches are spread out (see `pacing`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from turbodspy.errors import DSPyError
+from turbodspy.primitives.pacing import LaunchPacer
 from turbodspy.settings import DEFAULT_CONFIG, settings
 from turbodspy.settings import current as current_settings
 
@@ -565,6 +567,8 @@ class ParallelExecutor:
         rate_limiter = self.rate_limiter
         # A hidden bar has nothing to show: items then skip the progress bookkeeping.
         advance = None if self.disable_progress_bar else progress.advance
+        pacer = LaunchPacer(concurrency)
+        clock = time.perf_counter
 
         async def run_items() -> None:
             for index in next_index:
@@ -574,7 +578,14 @@ class ParallelExecutor:
                     await rate_limiter.await_slot()
                     if cancelled():
                         return
+                if pacer.gap:
+                    delay = pacer.delay()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                        if cancelled():
+                            return
                 item = data[index]
+                started = clock()
                 try:
                     outcome = await afunction(item)
                 except asyncio.CancelledError as e:
@@ -588,6 +599,7 @@ class ParallelExecutor:
                     stop_the_others()
                     return
                 else:
+                    pacer.record(clock() - started)  # successes only: a quick failure says little of the rest
                     results[index] = outcome
                     if advance is not None:
                         advance(outcome)
