@@ -154,6 +154,11 @@ impl<'a> Index<'a> {
         })
     }
 
+    /// An index whose header [`Index::open`] accepted earlier, with the mask it had then.
+    pub fn checked(words: &'a [AtomicU64], mask: u64) -> Index<'a> {
+        Index { words, mask }
+    }
+
     pub fn capacity(&self) -> u64 {
         self.mask + 1
     }

@@ -20,6 +20,7 @@ use fs4::FileExt;
 use index::{Counter, Index, Location};
 use memmap2::{Mmap, MmapOptions, MmapRaw};
 use record::{RecordMeta, KEY_LEN};
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -98,6 +99,10 @@ pub struct VerifyReport {
 struct MappedIndex {
     map: MmapRaw,
     writable: bool,
+    /// The slot mask, once a view has found the header sound. A header is written once, before its file gets
+    /// its name, and the mapping never shrinks, so later views skip the check (and a header damaged since
+    /// cannot send a lookup past the mapping: the mask stays the one checked against its length).
+    checked_mask: OnceCell<u64>,
 }
 
 impl MappedIndex {
@@ -111,7 +116,12 @@ impl MappedIndex {
     }
 
     fn view(&self) -> Option<Index<'_>> {
-        Index::open(self.words()).ok()
+        if let Some(&mask) = self.checked_mask.get() {
+            return Some(Index::checked(self.words(), mask));
+        }
+        let index = Index::open(self.words()).ok()?;
+        let _ = self.checked_mask.set(index.capacity() - 1);
+        Some(index)
     }
 }
 
@@ -272,7 +282,11 @@ impl Store {
             MmapOptions::new().map_raw_read_only(&file)
         }
         .map_err(io_err("cannot map the cache index", &path))?;
-        st.shards[i] = Some(MappedIndex { map, writable });
+        st.shards[i] = Some(MappedIndex {
+            map,
+            writable,
+            checked_mask: OnceCell::new(),
+        });
         Ok(())
     }
 
@@ -598,6 +612,7 @@ impl Store {
             MappedIndex {
                 map,
                 writable: true,
+                checked_mask: OnceCell::new(),
             },
         ))
     }

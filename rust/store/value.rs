@@ -160,7 +160,7 @@ pub fn validate_record<'a>(
     for _ in 0..reader.count()? {
         let key = reader.text()?.as_bytes();
         let start = reader.at;
-        reader.skip::<true>(1)?;
+        reader.skip_item::<true>(1)?;
         for (slot, name) in found.iter_mut().zip(wanted) {
             if *name == key {
                 *slot = Some(&bytes[start..reader.at]);
@@ -254,6 +254,7 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, ValueError> {
         // Most lengths and counts fit one byte.
         if let Some(&b) = self.bytes.get(self.at) {
@@ -262,6 +263,11 @@ impl<'a> Reader<'a> {
                 return Ok(u64::from(b));
             }
         }
+        self.long_varint()
+    }
+
+    #[cold]
+    fn long_varint(&mut self) -> Result<u64, ValueError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -274,6 +280,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A count of items that each take at least one byte: never more than the bytes left.
+    #[inline(always)]
     fn count(&mut self) -> Result<usize, ValueError> {
         let n = self.varint()?;
         if n > (self.bytes.len() - self.at) as u64 {
@@ -282,6 +289,7 @@ impl<'a> Reader<'a> {
         Ok(n as usize)
     }
 
+    #[inline(always)]
     fn take(&mut self, n: usize) -> Result<&'a [u8], ValueError> {
         let end = self.at.checked_add(n).ok_or(ValueError::Truncated)?;
         let slice = self.bytes.get(self.at..end).ok_or(ValueError::Truncated)?;
@@ -289,6 +297,7 @@ impl<'a> Reader<'a> {
         Ok(slice)
     }
 
+    #[inline(always)]
     fn text(&mut self) -> Result<&'a str, ValueError> {
         let n = self.count()?;
         let bytes = self.take(n)?;
@@ -321,13 +330,13 @@ impl<'a> Reader<'a> {
             STR => self.skip_text::<CHECK_UTF8>()?,
             LIST => {
                 for _ in 0..self.count()? {
-                    self.skip::<CHECK_UTF8>(depth + 1)?;
+                    self.skip_item::<CHECK_UTF8>(depth + 1)?;
                 }
             }
             OBJECT => {
                 for _ in 0..self.count()? {
                     self.skip_text::<CHECK_UTF8>()?;
-                    self.skip::<CHECK_UTF8>(depth + 1)?;
+                    self.skip_item::<CHECK_UTF8>(depth + 1)?;
                 }
             }
             tag => return Err(ValueError::BadTag(tag)),
@@ -335,6 +344,31 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    /// [`Reader::skip`] for an item of a container, with the common scalars walked over in place: most items
+    /// of a record are, and a call per item costs more than the item's own check.
+    #[inline(always)]
+    fn skip_item<const CHECK_UTF8: bool>(&mut self, depth: usize) -> Result<(), ValueError> {
+        if depth <= MAX_DEPTH {
+            match self.bytes.get(self.at) {
+                Some(&(NULL | FALSE | TRUE)) => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                Some(&STR) => {
+                    self.at += 1;
+                    return self.skip_text::<CHECK_UTF8>();
+                }
+                Some(&INT) => {
+                    self.at += 1;
+                    return self.varint().map(drop);
+                }
+                _ => {}
+            }
+        }
+        self.skip::<CHECK_UTF8>(depth)
+    }
+
+    #[inline(always)]
     fn skip_text<const CHECK_UTF8: bool>(&mut self) -> Result<(), ValueError> {
         if CHECK_UTF8 {
             self.text()?;
