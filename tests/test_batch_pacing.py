@@ -44,6 +44,18 @@ def test_launches_are_spaced_by_a_share_of_the_typical_item_time():
     assert pacer.delay() == pytest.approx(gap / 2)
 
 
+def test_the_first_items_of_a_wide_batch_set_the_gap_then_every_wave_updates_it():
+    pacer = LaunchPacer(concurrency=32, clock=FakeClock())
+    for _ in range(8):  # the first wave's earliest: its second wave is paced already
+        pacer.record(0.2)
+    assert pacer.gap == pytest.approx(SPREAD * 0.2 / 32)
+    for _ in range(31):
+        pacer.record(0.4)
+    assert pacer.gap == pytest.approx(SPREAD * 0.2 / 32)  # a wave's worth is not in yet
+    pacer.record(0.4)
+    assert pacer.gap == pytest.approx(SPREAD * 0.4 / 32)
+
+
 def test_a_few_slow_items_do_not_slow_launches():
     pacer = LaunchPacer(concurrency=4, clock=FakeClock())
     for seconds in [0.2] * 6 + [30.0] * 2:  # two timeouts among eight
