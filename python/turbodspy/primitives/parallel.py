@@ -528,8 +528,9 @@ class ParallelExecutor:
                 box["error"] = e
 
         thread = threading.Thread(target=runner, name="turbodspy-nested-batch", daemon=True)
-        thread.start()
+        # Counted before the thread starts: an async batch its items start must already see the loop blocked.
         with _blocking_the_background_loop():
+            thread.start()
             thread.join()
         if "error" in box:
             raise box["error"]
@@ -571,6 +572,7 @@ class ParallelExecutor:
         clock = time.perf_counter
 
         async def run_items() -> None:
+            took = 0.0  # how long this worker's last item took
             for index in next_index:
                 if cancelled():
                     return
@@ -579,7 +581,7 @@ class ParallelExecutor:
                     if cancelled():
                         return
                 if pacer.gap:
-                    delay = pacer.delay()
+                    delay = pacer.delay(took)
                     if delay > 0:
                         await asyncio.sleep(delay)
                         if cancelled():
@@ -599,11 +601,13 @@ class ParallelExecutor:
                     stop_the_others()
                     return
                 else:
-                    pacer.record(clock() - started)  # successes only: a quick failure says little of the rest
+                    took = clock() - started
+                    pacer.record(took)  # successes only: a quick failure says little of the rest
                     results[index] = outcome
                     if advance is not None:
                         advance(outcome)
                     continue
+                took = clock() - started
                 self._record(results, index, item, None, error)
                 if advance is not None:
                     advance(error)
