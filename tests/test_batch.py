@@ -420,6 +420,18 @@ def test_concurrency_given_for_a_sync_program_runs_it_on_worker_threads():
     assert score(program).score == 100.0
 
 
+def test_sync_items_with_batches_of_their_own_finish_whatever_the_concurrency():
+    # Each outer item holds a worker thread while its inner batch runs; with more outer items in flight than
+    # there are pool threads, the inner items must still get threads.
+    class Outer(dspy.Module):
+        def forward(self, x):
+            inner = Square().batch(examples([x, x + 1]), concurrency=2, disable_progress_bar=True)
+            return dspy.Prediction(y=sum(r.y for r in inner))
+
+    results = _finishes(lambda: Outer().batch(examples(range(80)), concurrency=80, disable_progress_bar=True))
+    assert [r.y for r in results] == [x * x + (x + 1) ** 2 for x in range(80)]
+
+
 def test_concurrency_bounds_in_flight_and_errors_are_collected_on_the_async_path():
     program = AsyncSquare()
     results, failed, errors = program.batch(

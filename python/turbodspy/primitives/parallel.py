@@ -204,20 +204,55 @@ def _wait_for(thread: threading.Thread, cancelled: threading.Event) -> None:
         thread.join(0.05)
 
 
+_WORKER_THREADS = 64
 _workers: concurrent.futures.ThreadPoolExecutor | None = None
 _workers_pid = 0
+_busy_workers = 0  # calls handed to the pool and not finished yet
 
 
 async def run_on_worker_thread(function: Callable[..., Any], *args: Any) -> Any:
-    """`await` a synchronous call on a shared worker thread, in a copy of the caller's context."""
-    global _workers, _workers_pid
-    if _workers is None or _workers_pid != os.getpid():
-        with _loop_lock:
-            if _workers is None or _workers_pid != os.getpid():
-                _workers = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="turbodspy-worker")
-                _workers_pid = os.getpid()
+    """`await` a synchronous call on a shared worker thread, in a copy of the caller's context.
+
+    With every pool thread taken, the call gets a thread of its own: the calls holding them may be waiting for
+    this one (a batch started inside an item of a batch), and queued behind them it would never run."""
+    global _workers, _workers_pid, _busy_workers
     ctx = contextvars.copy_context()
-    return await asyncio.get_running_loop().run_in_executor(_workers, lambda: ctx.run(function, *args))
+    with _loop_lock:
+        if _workers is None or _workers_pid != os.getpid():
+            _workers = concurrent.futures.ThreadPoolExecutor(
+                max_workers=_WORKER_THREADS, thread_name_prefix="turbodspy-worker"
+            )
+            _workers_pid, _busy_workers = os.getpid(), 0
+        pooled = _busy_workers < _WORKER_THREADS
+        if pooled:
+            _busy_workers += 1
+    if not pooled:
+        return await asyncio.wrap_future(_on_a_thread_of_its_own(lambda: ctx.run(function, *args)))
+
+    def counted() -> Any:
+        global _busy_workers
+        try:
+            return ctx.run(function, *args)
+        finally:
+            with _loop_lock:
+                _busy_workers -= 1
+
+    return await asyncio.get_running_loop().run_in_executor(_workers, counted)
+
+
+def _on_a_thread_of_its_own(call: Callable[[], Any]) -> concurrent.futures.Future:
+    future: concurrent.futures.Future = concurrent.futures.Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(call())
+        except BaseException as e:  # handed to the awaiting task, as the pool does
+            future.set_exception(e)
+
+    threading.Thread(target=run, name="turbodspy-worker-extra", daemon=True).start()
+    return future
 
 
 class BatchCancelledError(DSPyError):
