@@ -133,7 +133,7 @@ def test_an_async_batch_spreads_its_launches_once_items_are_known_to_be_slow(mon
     def observed_delay(self, previous):
         delay = original_delay(self, previous)
         if delay > 0:
-            reserved.append(self._clock() + delay)
+            reserved.append((self._clock() + delay, self.gap))
         return delay
 
     monkeypatch.setattr(LaunchPacer, "delay", observed_delay)
@@ -144,11 +144,14 @@ def test_an_async_batch_spreads_its_launches_once_items_are_known_to_be_slow(mon
     starts = sorted(program.starts.values())
     # The first wave goes at once (nothing is known yet)...
     assert starts[concurrency - 1] - starts[0] < delay / 2
-    # ...and later launches were reserved a gap apart (items take at least `delay`; a new estimate a little
-    # shorter than the last one may bring the next reservation somewhat closer).
+    # ...and later launches were reserved at least a gap apart: the gap of the estimate they were reserved under
+    # (a new, shorter estimate moves later launches up behind the waiting ones), which items of at least `delay`
+    # make at least `gap`.
     gap = SPREAD * delay / concurrency
     assert len(reserved) >= concurrency
-    assert min(b - a for a, b in itertools.pairwise(reserved)) >= gap / 2
+    assert all(estimate >= gap * 0.999 for _, estimate in reserved)
+    same_estimate = [(a, b, g) for (a, g), (b, h) in itertools.pairwise(reserved) if g == h]
+    assert same_estimate and all(b - a >= g * 0.999 for a, b, g in same_estimate)
     # They did start spread out. Unpaced, each wave starts in a bunch: 56 of these 63 launches come within half
     # a gap of the one before. Paced, none do; with another thread holding the GIL in 5 ms turns (a busy
     # process), up to 26.
