@@ -432,6 +432,41 @@ def test_sync_items_with_batches_of_their_own_finish_whatever_the_concurrency():
     assert [r.y for r in results] == [x * x + (x + 1) ** 2 for x in range(80)]
 
 
+def test_a_wide_batch_of_a_sync_program_shares_the_worker_threads_instead_of_starting_its_own():
+    class Slow(Square):
+        def forward(self, x):
+            time.sleep(0.02)  # all 150 are in flight at once
+            return super().forward(x)
+
+    program = Slow()
+    results = program.batch(examples(range(150)), concurrency=150, disable_progress_bar=True)
+    assert [r.y for r in results] == [x * x for x in range(150)]
+    assert all(name.startswith("turbodspy-worker_") for name in program.threads)
+    assert len(program.threads) <= 64
+
+
+def test_cancelled_calls_give_their_worker_thread_back():
+    from turbodspy.primitives import parallel
+
+    async def main():
+        for _ in range(50):  # a batch stopping its other items, or a wait_for timing out
+            tasks = [asyncio.ensure_future(parallel.run_on_worker_thread(time.sleep, 0.005)) for _ in range(40)]
+            await asyncio.sleep(0)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        def nested_call_thread():  # from inside a worker call, as an item of a nested batch makes it
+            return asyncio.run(parallel.run_on_worker_thread(lambda: threading.current_thread().name))
+
+        return await parallel.run_on_worker_thread(nested_call_thread)
+
+    # Had the cancelled calls kept their places, the pool would look full and the call get a thread of its own.
+    assert asyncio.run(main()).startswith("turbodspy-worker_")
+    time.sleep(0.1)
+    assert parallel._busy_workers == 0
+
+
 def test_concurrency_bounds_in_flight_and_errors_are_collected_on_the_async_path():
     program = AsyncSquare()
     results, failed, errors = program.batch(

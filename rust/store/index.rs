@@ -12,6 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub const HEADER_BYTES: usize = 4096;
 pub const HEADER_WORDS: usize = HEADER_BYTES / 8;
+/// The header words written once at creation, which its checksum covers (magic, version and checksum,
+/// capacity, generation, creation time).
+pub const HEADER_CHECKED_WORDS: usize = 5;
 pub const SLOT_WORDS: usize = 4;
 pub const SLOT_BYTES: usize = SLOT_WORDS * 8;
 /// Per shard: 16 empty shards take 576 KB.
@@ -337,7 +340,7 @@ fn header_crc(words: &[AtomicU64]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&words[0].load(Ordering::Relaxed).to_le_bytes());
     h.update(&(words[1].load(Ordering::Relaxed) as u32).to_le_bytes());
-    for w in &words[2..5] {
+    for w in &words[2..HEADER_CHECKED_WORDS] {
         h.update(&w.load(Ordering::Relaxed).to_le_bytes());
     }
     h.finalize()

@@ -17,7 +17,7 @@ pub mod segment;
 pub mod value;
 
 use fs4::FileExt;
-use index::{Counter, Index, Location};
+use index::{Counter, Index, Location, HEADER_CHECKED_WORDS};
 use memmap2::{Mmap, MmapOptions, MmapRaw};
 use record::{RecordMeta, KEY_LEN};
 use std::cell::OnceCell;
@@ -99,10 +99,11 @@ pub struct VerifyReport {
 struct MappedIndex {
     map: MmapRaw,
     writable: bool,
-    /// The slot mask, once a view has found the header sound. A header is written once, before its file gets
-    /// its name, and the mapping never shrinks, so later views skip the check (and a header damaged since
-    /// cannot send a lookup past the mapping: the mask stays the one checked against its length).
-    checked_mask: OnceCell<u64>,
+    /// The header as a view first found it sound, and its slot mask. A header is written once, before its file
+    /// gets its name, so later views compare its words instead of checking its checksum again; a header
+    /// damaged since fails the comparison and the full check, and the shard is mapped afresh (another process
+    /// may have rebuilt it). The mask stays the one checked against this mapping's length.
+    checked: OnceCell<([u64; HEADER_CHECKED_WORDS], u64)>,
 }
 
 impl MappedIndex {
@@ -116,11 +117,15 @@ impl MappedIndex {
     }
 
     fn view(&self) -> Option<Index<'_>> {
-        if let Some(&mask) = self.checked_mask.get() {
-            return Some(Index::checked(self.words(), mask));
+        let words = self.words();
+        let header = |words: &[AtomicU64]| -> [u64; HEADER_CHECKED_WORDS] {
+            std::array::from_fn(|i| words[i].load(Ordering::Acquire))
+        };
+        if let Some((seen, mask)) = self.checked.get() {
+            return (header(words) == *seen).then(|| Index::checked(words, *mask));
         }
-        let index = Index::open(self.words()).ok()?;
-        let _ = self.checked_mask.set(index.capacity() - 1);
+        let index = Index::open(words).ok()?;
+        let _ = self.checked.set((header(words), index.capacity() - 1));
         Some(index)
     }
 }
@@ -285,7 +290,7 @@ impl Store {
         st.shards[i] = Some(MappedIndex {
             map,
             writable,
-            checked_mask: OnceCell::new(),
+            checked: OnceCell::new(),
         });
         Ok(())
     }
@@ -612,7 +617,7 @@ impl Store {
             MappedIndex {
                 map,
                 writable: true,
-                checked_mask: OnceCell::new(),
+                checked: OnceCell::new(),
             },
         ))
     }

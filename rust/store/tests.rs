@@ -242,3 +242,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_store_that_checked_a_header_notices_it_damaged_and_follows_the_rebuilt_index() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let a = Store::new(dir.path(), 1 << 30);
+    for n in 0..50 {
+        a.put(&key(n), &value(n, 8), meta(1)).unwrap();
+    }
+    // Every shard of A has been viewed, its header checked. Damage one header's magic in place.
+    let shard = shard_of(&key(1000));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(dir.path().join(shard_file(shard)))
+        .unwrap();
+    file.seek(SeekFrom::Start(0)).unwrap();
+    file.write_all(&7u64.to_le_bytes()).unwrap();
+    drop(file);
+    // Another process finds the shard unreadable and rebuilds it from the segments, then writes.
+    let b = Store::new(dir.path(), 1 << 30);
+    b.put(&key(1000), &value(1000, 8), meta(1)).unwrap();
+    assert_eq!(
+        a.get(&key(1000), false).unwrap().map(|f| f.value),
+        Some(value(1000, 8))
+    );
+    for n in 0..50 {
+        assert!(a.get(&key(n), false).unwrap().is_some());
+    }
+}

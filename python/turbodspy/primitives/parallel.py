@@ -207,37 +207,57 @@ def _wait_for(thread: threading.Thread, cancelled: threading.Event) -> None:
 _WORKER_THREADS = 64
 _workers: concurrent.futures.ThreadPoolExecutor | None = None
 _workers_pid = 0
-_busy_workers = 0  # calls handed to the pool and not finished yet
+_busy_workers = 0  # calls handed to the pool and not finished (or cancelled) yet
+# Set inside a call on a worker thread, and so in the contexts of the batches it starts.
+_in_worker_call: contextvars.ContextVar[bool] = contextvars.ContextVar("turbodspy_in_worker_call", default=False)
 
 
 async def run_on_worker_thread(function: Callable[..., Any], *args: Any) -> Any:
     """`await` a synchronous call on a shared worker thread, in a copy of the caller's context.
 
-    With every pool thread taken, the call gets a thread of its own: the calls holding them may be waiting for
-    this one (a batch started inside an item of a batch), and queued behind them it would never run."""
+    A call from inside another worker call (an item of a batch started by an item of a batch) that finds every
+    pool thread busy gets a thread of its own: the calls holding them may be waiting for this one, and queued
+    behind them it would never run. Other calls wait for a pool thread."""
     global _workers, _workers_pid, _busy_workers
     ctx = contextvars.copy_context()
+    ctx.run(_in_worker_call.set, True)
     with _loop_lock:
         if _workers is None or _workers_pid != os.getpid():
             _workers = concurrent.futures.ThreadPoolExecutor(
                 max_workers=_WORKER_THREADS, thread_name_prefix="turbodspy-worker"
             )
             _workers_pid, _busy_workers = os.getpid(), 0
-        pooled = _busy_workers < _WORKER_THREADS
+        pooled = _busy_workers < _WORKER_THREADS or not _in_worker_call.get()
         if pooled:
             _busy_workers += 1
     if not pooled:
         return await asyncio.wrap_future(_on_a_thread_of_its_own(lambda: ctx.run(function, *args)))
+    try:
+        future = _workers.submit(ctx.run, function, *args)
+    except BaseException:
+        _release_worker(None)
+        raise
+    future.add_done_callback(_release_worker)  # also when cancelled before a thread took it
+    return await asyncio.wrap_future(future)
 
-    def counted() -> Any:
-        global _busy_workers
-        try:
-            return ctx.run(function, *args)
-        finally:
-            with _loop_lock:
-                _busy_workers -= 1
 
-    return await asyncio.get_running_loop().run_in_executor(_workers, counted)
+def _after_fork_in_child() -> None:
+    """A forked child has only the thread that forked: a lock another thread held stays held there, and counts
+    of other threads' work count work that does not exist."""
+    global _loop_lock, _busy_workers, _background_loop_blocked
+    _loop_lock = threading.Lock()
+    _busy_workers = 0
+    _background_loop_blocked = 0
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _release_worker(_: concurrent.futures.Future | None) -> None:
+    global _busy_workers
+    with _loop_lock:
+        _busy_workers -= 1
 
 
 def _on_a_thread_of_its_own(call: Callable[[], Any]) -> concurrent.futures.Future:
