@@ -8,6 +8,7 @@ loop. `concurrency=` selects the async path for any program.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from turbodspy.primitives.example import Example
@@ -70,13 +71,13 @@ class Parallel:
             straggler_limit=self.straggler_limit,
             requests_per_minute=self.requests_per_minute,
         )
+        modules = {id(module): module for module, _ in exec_pairs}  # each distinct module is checked once
         use_async = self.concurrency is not None or (
-            not threads_requested and bool(exec_pairs) and _all_async_by_default(exec_pairs)
+            not threads_requested and bool(exec_pairs) and _all_async_by_default(modules.values(), exec_pairs)
         )
         if use_async:
             # Decided once per module, not per item: which have no async path (`concurrency=` given for them).
-            modules = {id(module): module for module, _ in exec_pairs}.values()
-            self._sync_modules = {id(module) for module in modules if not has_async_path(module)}
+            self._sync_modules = {key for key, module in modules.items() if not has_async_path(module)}
             results = executor.execute_async(self._aprocess_pair, exec_pairs, self.concurrency)
         else:
             results = executor.execute(self._process_pair, exec_pairs)
@@ -137,10 +138,9 @@ def _input_kwargs(example: Example) -> dict[str, Any]:
     return {k: v for k, v in store.items() if k in keys and not k.startswith("dspy_")}
 
 
-def _all_async_by_default(pairs: list[tuple[Any, Any]]) -> bool:
-    """Whether every pair's module runs on the event loop by default (see `async_by_default`), each distinct
-    module checked once, and every example is a kind `acall` takes."""
-    modules = {id(module): module for module, _ in pairs}
-    return all(async_by_default(m) for m in modules.values()) and all(
+def _all_async_by_default(modules: Iterable[Any], pairs: list[tuple[Any, Any]]) -> bool:
+    """Whether every one of the pairs' (distinct) `modules` runs on the event loop by default (see
+    `async_by_default`), and every example is a kind `acall` takes."""
+    return all(async_by_default(m) for m in modules) and all(
         isinstance(example, (Example, dict, tuple)) for _, example in pairs
     )

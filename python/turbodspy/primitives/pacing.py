@@ -46,7 +46,6 @@ class LaunchPacer:
         self._later_windows = max(concurrency, _FIRST_WINDOW)
         self._recent: list[float] = []
         self.gap = 0.0  # seconds between paced launches; 0 while unknown or too small to matter
-        self._paced_after = 0.0  # launches after items at least this long are paced
         self._next_launch = 0.0
 
     def record(self, seconds: float) -> None:
@@ -69,12 +68,12 @@ class LaunchPacer:
             if ahead > 0:
                 self._next_launch = now + ahead * gap / self.gap
         self.gap = gap
-        self._paced_after = SPREAD * typical
 
     def delay(self, previous: float) -> float:
         """Seconds to wait before the next launch of a worker whose last item took `previous` seconds (0 to go
         now); a wait reserves its launch time."""
-        if not self.gap or previous < self._paced_after:
+        # Paced only after an item of at least half the typical time (gap x concurrency).
+        if not self.gap or previous < self.gap * self._concurrency:
             return 0.0
         now = self._clock()
         launch = now if now > self._next_launch else self._next_launch

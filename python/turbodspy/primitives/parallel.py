@@ -226,7 +226,7 @@ async def run_on_worker_thread(function: Callable[..., Any], *args: Any) -> Any:
             _workers = concurrent.futures.ThreadPoolExecutor(
                 max_workers=_WORKER_THREADS, thread_name_prefix="turbodspy-worker"
             )
-            _workers_pid, _busy_workers = os.getpid(), 0
+            _workers_pid = os.getpid()  # a forked child's counts start afresh (`_after_fork_in_child`)
         pooled = _busy_workers < _WORKER_THREADS or not _in_worker_call.get()
         if pooled:
             _busy_workers += 1
@@ -239,19 +239,6 @@ async def run_on_worker_thread(function: Callable[..., Any], *args: Any) -> Any:
         raise
     future.add_done_callback(_release_worker)  # also when cancelled before a thread took it
     return await asyncio.wrap_future(future)
-
-
-def _after_fork_in_child() -> None:
-    """A forked child has only the thread that forked: a lock another thread held stays held there, and counts
-    of other threads' work count work that does not exist."""
-    global _loop_lock, _busy_workers, _background_loop_blocked
-    _loop_lock = threading.Lock()
-    _busy_workers = 0
-    _background_loop_blocked = 0
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _release_worker(_: concurrent.futures.Future | None) -> None:
@@ -273,6 +260,19 @@ def _on_a_thread_of_its_own(call: Callable[[], Any]) -> concurrent.futures.Futur
 
     threading.Thread(target=run, name="turbodspy-worker-extra", daemon=True).start()
     return future
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has only the thread that forked: a lock another thread held stays held there, and counts
+    of other threads' work count work that does not exist."""
+    global _loop_lock, _busy_workers, _background_loop_blocked
+    _loop_lock = threading.Lock()
+    _busy_workers = 0
+    _background_loop_blocked = 0
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class BatchCancelledError(DSPyError):
