@@ -53,24 +53,32 @@ def test_keys_equal_dspy_keys_for_the_same_call(llm_server):
     import dspy as real_dspy
 
     real_dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
-    calls = [
-        (("Say this is a test!",), {"temperature": 0.7}),
-        ((), {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi é ✓"}]}),
-        (("Say this is a test!",), {"rollout_id": 1, "temperature": 1.0}),
-        (("A stop",), {"stop": ["\n\n"], "max_tokens": 50}),
+    calls = [  # (the LM's kwargs, the call's arguments, the call's kwargs)
+        ({"temperature": 0.2}, ("Say this is a test!",), {"temperature": 0.7}),
+        (
+            {"temperature": 0.2},
+            (),
+            {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi é ✓"}]},
+        ),
+        ({"temperature": 0.2}, ("Say this is a test!",), {"rollout_id": 1, "temperature": 1.0}),
+        ({"temperature": 0.2}, ("A stop",), {"stop": ["\n\n"], "max_tokens": 50}),
+        # Calls without call kwargs, keyed from the prompt or messages alone.
+        ({"temperature": 0.2, "max_tokens": 50, "top_p": 1, "seed": 7}, ('Tab\tquote" é ✓',), {}),
+        ({"temperature": None, "stop": ["\n"]}, ("A stop",), {}),
+        ({}, (), {"messages": [{"role": "user", "content": [{"type": "text", "text": "parts"}]}]}),
     ]
     responses = {"model_type": "responses", "use_developer_role": True, "temperature": 1.0, "max_tokens": 16000}
     system_first = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
-    for args, kwargs in calls:
-        ours = openai_lm(llm_server, temperature=0.2)
-        theirs = real_dspy.LM("openai/gpt-4o-mini", api_base=llm_server.openai_base, api_key=SECRET, temperature=0.2)
+    for lm_kwargs, args, kwargs in calls:
+        ours = openai_lm(llm_server, **lm_kwargs)
+        theirs = real_dspy.LM("openai/gpt-4o-mini", api_base=llm_server.openai_base, api_key=SECRET, **lm_kwargs)
         ours(*args, **kwargs)
         before = set(real_dspy.cache.memory_cache.keys())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # DSPy deprecates messages= in favour of lm15
             theirs(*args, **kwargs)
         (dspy_key,) = set(real_dspy.cache.memory_cache.keys()) - before
-        assert dspy_key in dspy.cache, (args, kwargs)
+        assert dspy_key in dspy.cache, (lm_kwargs, args, kwargs)
     # The Responses API with the developer role: system messages are rewritten before keying, in both.
     ours = dspy.LM("openai/gpt-5-mini", api_base=llm_server.openai_base, api_key=SECRET, **responses)
     theirs = real_dspy.LM("openai/gpt-5-mini", api_base=llm_server.openai_base, api_key=SECRET, **responses)

@@ -22,6 +22,31 @@ def cache_key(
     """`request_key`, or for a request holding non-JSON values the key of
     `turbodspy.clients.cache.transformed_request(request, ignored)`."""
 
+class RequestKeyer:
+    """The key of an LM call without call kwargs, from its prompt or messages alone: the canonical JSON around
+    the messages (model, kwargs, identifier) is written once. Built from the LM's model, model_type and kwargs,
+    it answers only while the LM holds those very objects, all immutable scalars."""
+
+    def __init__(
+        self,
+        model: object,
+        model_type: object,
+        kwargs: dict[str, object],
+        ignored: Sequence[str],
+        identifiers: tuple[str, str],
+    ) -> None: ...
+    def key(
+        self,
+        model: object,
+        model_type: object,
+        kwargs: dict[str, object],
+        prompt: object,
+        messages: object,
+        asynchronous: bool,
+    ) -> str | None:
+        """`request_key` of the call's whole request; "" when the kwargs are not all plain (only the general
+        path keys them); None when the LM no longer holds the objects the keyer was built from."""
+
 def call_id() -> str:
     """A fresh UUID4-format string, unique per call (not for secrets)."""
 

@@ -59,7 +59,7 @@ const KEEP_SCRATCH_BYTES: usize = 256 * 1024;
 const INLINE_MEMBERS: usize = 8;
 
 /// An `ignored` tuple (kept alive, so its address identifies it) and the names it holds.
-type IgnoredNames = (Py<PyTuple>, Rc<[String]>);
+pub(super) type IgnoredNames = (Py<PyTuple>, Rc<[String]>);
 
 /// `fn_identifier`, when given, is hashed as the request's `_fn_identifier` member (as DSPy adds it),
 /// which spares the caller a copy of the request dict.
@@ -71,16 +71,28 @@ pub fn request_key<'py>(
     ignored: Option<&Bound<'py, PyAny>>,
     fn_identifier: Option<&str>,
 ) -> PyResult<Bound<'py, PyString>> {
+    key_of_written(py, |ignored_cache, w| {
+        let ignored = ignored_names(ignored_cache, ignored)?;
+        match request
+            .cast_exact::<PyDict>()
+            .or_else(|_| request.cast::<PyDict>())
+        {
+            Ok(dict) => write_dict(dict, w, 0, &ignored, fn_identifier),
+            Err(_) => write_value(request, w, 0),
+        }
+    })
+}
+
+/// The key of the request `write` writes into the thread's buffer, as a `str`. `write` is also handed the
+/// thread's cached `ignored` names.
+pub(super) fn key_of_written<'py>(
+    py: Python<'py>,
+    write: impl FnOnce(&mut Option<IgnoredNames>, &mut Writer<'_>) -> PyResult<()>,
+) -> PyResult<Bound<'py, PyString>> {
     let digest = STATE.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut state) => key_with(py, &mut state, request, ignored, fn_identifier),
+        Ok(mut state) => key_with(py, &mut state, write),
         // Reading a non-tuple `ignored` may run Python code that asks for a key itself: give it its own.
-        Err(_) => key_with(
-            py,
-            &mut KeyState::default(),
-            request,
-            ignored,
-            fn_identifier,
-        ),
+        Err(_) => key_with(py, &mut KeyState::default(), write),
     })?;
     Ok(PyString::new(
         py,
@@ -91,28 +103,21 @@ pub fn request_key<'py>(
 fn key_with(
     py: Python<'_>,
     state: &mut KeyState,
-    request: &Bound<'_, PyAny>,
-    ignored: Option<&Bound<'_, PyAny>>,
-    fn_identifier: Option<&str>,
+    write: impl FnOnce(&mut Option<IgnoredNames>, &mut Writer<'_>) -> PyResult<()>,
 ) -> PyResult<[u8; 64]> {
-    let ignored = ignored_names(&mut state.ignored, ignored)?;
     let KeyState {
+        ignored,
         scratch,
         clean_strings,
         hasher,
-        ..
     } = state;
-    let mut w = Writer {
-        out: scratch,
-        clean_strings,
-    };
-    let written = match request
-        .cast_exact::<PyDict>()
-        .or_else(|_| request.cast::<PyDict>())
-    {
-        Ok(dict) => write_dict(dict, &mut w, 0, &ignored, fn_identifier),
-        Err(_) => write_value(request, &mut w, 0),
-    };
+    let written = write(
+        ignored,
+        &mut Writer {
+            out: scratch,
+            clean_strings,
+        },
+    );
     let digest = written.map(|()| {
         if scratch.len() > DETACH_ABOVE_BYTES {
             py.detach(|| hasher.sha256_hex_keeping(scratch))
@@ -127,9 +132,22 @@ fn key_with(
     digest
 }
 
+/// Writes `value` as canonical JSON into `out`, outside any key (nothing is remembered for later keys).
+pub(super) fn write_json(value: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
+    let mut clean_strings = CleanStrings::default();
+    write_value(
+        value,
+        &mut Writer {
+            out,
+            clean_strings: &mut clean_strings,
+        },
+        0,
+    )
+}
+
 /// Where a request is written: the bytes, and the thread's clean long strings.
-struct Writer<'s> {
-    out: &'s mut Vec<u8>,
+pub(super) struct Writer<'s> {
+    pub(super) out: &'s mut Vec<u8>,
     clean_strings: &'s mut CleanStrings,
 }
 
@@ -160,7 +178,7 @@ pub fn cache_key<'py>(
     }
 }
 
-fn ignored_names(
+pub(super) fn ignored_names(
     cached: &mut Option<IgnoredNames>,
     ignored: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Rc<[String]>> {
@@ -237,7 +255,7 @@ fn collect_members<'a, 'py>(
 }
 
 /// Calls `f` with each member of `dict` as borrowed references: no reference counting per member.
-fn for_each_member<'a, 'py>(
+pub(super) fn for_each_member<'a, 'py>(
     dict: &'a Bound<'py, PyDict>,
     mut f: impl FnMut(Borrowed<'a, 'py, PyAny>, Borrowed<'a, 'py, PyAny>) -> PyResult<()>,
 ) -> PyResult<()> {
@@ -297,7 +315,7 @@ enum Member<'a, 'py> {
     Text(&'a str),
 }
 
-fn write_value(value: &Bound<'_, PyAny>, w: &mut Writer<'_>, depth: usize) -> PyResult<()> {
+pub(super) fn write_value(value: &Bound<'_, PyAny>, w: &mut Writer<'_>, depth: usize) -> PyResult<()> {
     if depth > MAX_DEPTH {
         return Err(UnsupportedValueError::new_err(
             "request nests deeper than 128 levels",

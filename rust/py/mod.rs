@@ -3,6 +3,7 @@
 use pyo3::prelude::*;
 
 mod key;
+mod request_keyer;
 mod store;
 mod template;
 mod timestamp;
@@ -25,6 +26,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(key::request_key, m)?)?;
     m.add_function(wrap_pyfunction!(key::cache_key, m)?)?;
+    m.add_class::<request_keyer::RequestKeyer>()?;
     m.add_function(wrap_pyfunction!(call_id, m)?)?;
     m.add_function(wrap_pyfunction!(call_ids_after_fork, m)?)?;
     m.add_function(wrap_pyfunction!(timestamp::timestamp, m)?)?;

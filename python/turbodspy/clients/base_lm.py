@@ -129,7 +129,9 @@ class BaseLM:
             entry = cache.lookup(key)
             if entry is not None:
                 return self._finish_hit(prompt, messages, kwargs, merged, entry, config)
-        call = PreparedCall(prompt, messages, kwargs, merged, request, cache, key)
+        call = PreparedCall(
+            prompt, messages, kwargs, merged, request or self._request(prompt, messages, merged), cache, key
+        )
         if cache is None:
             return self._finish(call, self._fetch(call), None, config)
         leader, future = single_flight.claim(key)
@@ -146,7 +148,9 @@ class BaseLM:
             entry = cache.lookup(key)
             if entry is not None:
                 return self._finish_hit(prompt, messages, kwargs, merged, entry, config)
-        call = PreparedCall(prompt, messages, kwargs, merged, request, cache, key)
+        call = PreparedCall(
+            prompt, messages, kwargs, merged, request or self._request(prompt, messages, merged), cache, key
+        )
         if cache is None:
             return self._finish(call, await self._afetch(call), None, config)
         leader, future = single_flight.claim(key)
@@ -158,7 +162,49 @@ class BaseLM:
             single_flight.release(key, future)
 
     def _prepare(self, prompt: Any, messages: Any, kwargs: dict[str, Any], asynchronous: bool) -> tuple:
-        """(merged kwargs, request, cache or None, key or None) for a call."""
+        """(merged kwargs, request or None, cache or None, key or None) for a call. A call without kwargs is
+        keyed from its prompt or messages alone (`_core.RequestKeyer`); its request is built only if it
+        misses (`_request`)."""
+        try:
+            if not kwargs and self.cache and not self.use_developer_role:
+                cache = _package.cache
+                if cache.enabled:  # an attribute, not a property: this is the hot path
+                    model, model_type, lm_kwargs = self.model, self.model_type, self.kwargs
+                    key = self._keyer.key(model, model_type, lm_kwargs, prompt, messages, asynchronous)
+                    if key is None:  # the first call, or the LM's model or kwargs changed since the last
+                        key = self._new_keyer().key(model, model_type, lm_kwargs, prompt, messages, asynchronous)
+                    if key:  # "": kwargs only the general path keys
+                        return lm_kwargs, None, cache, key
+            return self._prepare_request(prompt, messages, kwargs, asynchronous)
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"The {'messages' if messages else 'prompt'} contain text that is not valid Unicode (a lone "
+                "surrogate), which no provider can receive; repair the text first, e.g. "
+                "text.encode('utf-8', 'replace').decode('utf-8')"
+            ) from None
+        except _core.UnsupportedValueError:  # messages that are not data: the general path handles them
+            return self._prepare_request(prompt, messages, kwargs, asynchronous)
+
+    def _new_keyer(self) -> Any:
+        keyer = self._keyer = _core.RequestKeyer(
+            self.model,
+            self.model_type,
+            self.kwargs,
+            IGNORED_KEY_ARGS,
+            (self._cache_identifier(False), self._cache_identifier(True)),
+        )
+        return keyer
+
+    # Built from no LM, so it holds nothing: an LM's first call builds its own (copies and pickles too).
+    _keyer: Any = _core.RequestKeyer(object(), None, {}, (), ("", ""))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_keyer", None)
+        return state
+
+    def _prepare_request(self, prompt: Any, messages: Any, kwargs: dict[str, Any], asynchronous: bool) -> tuple:
+        """`_prepare` for any call: builds the request and keys it whole."""
         if kwargs:
             use_cache = kwargs.get("cache", self.cache)
             merged = {**self.kwargs, **kwargs}
@@ -171,28 +217,25 @@ class BaseLM:
                 merged = {k: v for k, v in merged.items() if k != "rollout_id"}
             else:
                 self._warn_zero_temp_rollout(merged.get("temperature"), merged["rollout_id"])
-        rendered = messages or [{"role": "user", "content": prompt}]
-        if self.use_developer_role:
-            rendered = self._rendered_messages(rendered)
-        request = {"model": self.model, "messages": rendered, **merged}
+        request = self._request(prompt, messages, merged)
         if use_cache:
             cache = _package.cache
-            if cache.enabled:  # an attribute, not a property: this is the hot path
+            if cache.enabled:
                 identifier = self._cache_identifier(asynchronous)
                 try:
                     return merged, request, cache, _core.request_key(request, IGNORED_KEY_ARGS, identifier)
-                except UnicodeEncodeError:
-                    raise ValueError(
-                        f"The {'messages' if messages else 'prompt'} contain text that is not valid Unicode (a lone "
-                        "surrogate), which no provider can receive; repair the text first, e.g. "
-                        "text.encode('utf-8', 'replace').decode('utf-8')"
-                    ) from None
                 except _core.UnsupportedValueError:
                     try:  # pydantic models and callables get DSPy's treatment first
                         return merged, request, cache, cache.cache_key(request, IGNORED_KEY_ARGS, identifier)
                     except (TypeError, ValueError):
                         pass  # a request that is not data goes uncached, as in DSPy
         return merged, request, None, None
+
+    def _request(self, prompt: Any, messages: Any, merged: dict[str, Any]) -> dict[str, Any]:
+        rendered = messages or [{"role": "user", "content": prompt}]
+        if self.use_developer_role:
+            rendered = self._rendered_messages(rendered)
+        return {"model": self.model, "messages": rendered, **merged}
 
     # An LM that sends system messages under another role rewrites them before the key is computed.
     use_developer_role = False
