@@ -44,17 +44,18 @@ def test_a_disk_hit_matches_the_original_call_in_outputs_history_and_cost(llm_se
     assert hit["response"]["id"] == original["response"]["id"]
 
 
-def test_stored_members_are_the_records_values_whatever_is_asked_alongside(llm_server):
+def test_a_disk_entry_holds_what_a_hit_needs_and_the_whole_record_on_request(llm_server):
     lm = openai_lm(llm_server)
     (text,) = lm("What is the capital of France?")
     key = only_disk_key()
     record = dspy.cache.disk.get(key)
     assert record["outputs"] == OUTPUTS_ARE_MESSAGE_CONTENTS  # the text is kept once, in the response
-    for names in [("outputs",), ("outputs", "response"), ("response", "outputs", "cost"), ("outputs", "outputs")]:
-        _, size, values = dspy.cache.disk.get_stored(key, names)
-        expected = {"outputs": [text], "response": record["response"], "cost": record["cost"]}
-        assert values == tuple(expected[name] for name in names), names
-        assert size > 0
+    entry = dspy.cache.disk.get_entry(key)
+    assert entry.leading == ([text], record["cost"], record["response_model"])
+    assert entry.size == len(entry.stored) > 0
+    assert entry.derived is None
+    assert entry.record == record and entry.record is entry.record  # decoded once, then kept
+    assert entry.stored.decode() == record and entry.stored.decode() is not entry.record  # a fresh copy each time
 
 
 def test_dict_outputs_from_disk_are_equal_and_cannot_change_the_cache(llm_server):
@@ -177,7 +178,7 @@ def test_a_record_forged_to_pass_its_checksum_is_a_miss(llm_server, tmp_path):
     first = lm("forge me")
     _forge_value_keeping_the_checksum_valid(dspy.cache.disk.directory)
     dspy.cache.reset_memory_cache()
-    assert dspy.cache.disk.get_stored(only_disk_key()) is None
+    assert dspy.cache.disk.get_entry(only_disk_key()) is None
     assert lm("forge me") == first  # asked again: the server answers deterministically
     assert len(llm_server.model_requests) == 2
     report = dspy.cache.disk.verify()  # the forged record is damage; the fresh answer stored after it is not
@@ -246,6 +247,6 @@ def test_records_the_store_cannot_hand_back_whole_are_refused_or_missed(tmp_path
     finally:
         sys.set_int_max_str_digits(previous)
     cache._get_store().put(key, [1, 2, 3])  # not a record: only another writer could leave this
-    assert cache.get_stored(key, ("outputs",)) is None
+    assert cache.get_entry(key) is None
     cache.put(key, {"cost": 10**400})  # a price beyond any float counts as none
     assert cache.get(key) == {"cost": 10**400}

@@ -70,11 +70,9 @@ class DiskStore:
     def size_limit_bytes(self) -> int: ...
     def get(self, key: str) -> dict[str, object] | None:
         """The record under `key` (64 hex chars), or None; counted in the hit/miss statistics."""
-    def get_stored(
-        self, key: str, members: tuple[str, ...] | None = None
-    ) -> tuple[StoredRecord, int, tuple[object, ...]] | None:
-        """`(record checked but not decoded, encoded size, values of the named top-level members)`, or None.
-        An `outputs` member stored as `OUTPUTS_ARE_MESSAGE_CONTENTS` comes back as the messages' text."""
+    def get_entry(self, key: str) -> StoredEntry | None:
+        """The LM cache entry under `key`, or None: its record checked whole (a forged one is a miss) and
+        decoded only as far as a hit needs; counted in the hit/miss statistics."""
     def peek(self, key: str) -> dict[str, object] | None:
         """Like `get`, not counted."""
     def contains(self, key: str) -> bool: ...
@@ -90,6 +88,18 @@ class StoredRecord:
 
     def decode(self) -> dict[str, object]: ...
     def __len__(self) -> int: ...
+
+class StoredEntry:
+    """An LM cache entry read from disk, as the memory tier keeps it (it reads like `clients.cache.CacheEntry`)."""
+
+    stored: StoredRecord
+    size: int
+    leading: tuple[object, object, object]
+    """`(outputs, cost, response_model)`; outputs stored as the message-contents marker come back as that text."""
+    derived: object
+    """What hits on the entry hand out, set once by its first hit (None until then)."""
+    record: dict[str, object]
+    """The whole record, decoded on first access and kept."""
 
 class SignatureSyntaxError(ValueError):
     """A malformed signature string; the message says what and where."""

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 mod key;
 mod request_keyer;
 mod store;
+mod stored_entry;
 mod template;
 mod timestamp;
 
@@ -35,10 +36,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.py().get_type::<key::UnsupportedValueError>(),
     )?;
     m.add_class::<store::DiskStore>()?;
-    m.add_class::<store::StoredRecord>()?;
+    m.add_class::<stored_entry::StoredRecord>()?;
+    m.add_class::<stored_entry::StoredEntry>()?;
     m.add(
         "OUTPUTS_ARE_MESSAGE_CONTENTS",
-        store::OUTPUTS_ARE_MESSAGE_CONTENTS,
+        stored_entry::OUTPUTS_ARE_MESSAGE_CONTENTS,
     )?;
     m.add_function(wrap_pyfunction!(signature::parse_signature, m)?)?;
     m.add_function(wrap_pyfunction!(signature::signature_error, m)?)?;

@@ -2,6 +2,7 @@
 
 use crate::store::record::{RecordMeta, ENCODING_TAGGED, KEY_LEN};
 use crate::store::value::{self, Builder, ValueError, Writer, MAX_BIG_INT_DIGITS, MAX_DEPTH};
+use super::stored_entry::StoredEntry;
 use crate::store::{now_ms, Found, Stats, Store, StoreError, VerifyReport};
 use pyo3::exceptions::{PyOSError, PyPermissionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -90,37 +91,13 @@ impl DiskStore {
         self.lookup(py, key, true)
     }
 
-    /// `(StoredRecord, encoded size in bytes, values of the named top-level members)` for `key`, or None:
-    /// the record checked whole, decoded only as far as the members asked for (None for any not present).
-    #[pyo3(signature = (key, members=None))]
-    fn get_stored<'py>(
-        &self,
-        py: Python<'py>,
-        key: &str,
-        members: Option<&Bound<'py, PyTuple>>,
-    ) -> PyResult<Option<(StoredRecord, usize, Bound<'py, PyTuple>)>> {
-        let Some(found) = self.find(py, key, true)? else {
-            return Ok(None);
-        };
-        let names = member_names(members)?;
-        let mut wanted = texts(&names)?;
-        // One walk checks the whole record and finds the members asked for, and the response (where an
-        // `outputs` marker points). The record passed its checksum, so a malformed value means a file forged
-        // to match: still a miss. So is a value that is not a record (a dict), which only a writer other
-        // than turbodspy's leaves.
-        wanted.push(b"response");
-        let mut spans = vec![None; wanted.len()];
-        if value::validate_record(&found.value, &wanted, &mut spans).is_err() {
-            return Ok(None);
+    /// The LM cache entry under `key`, or None: its record checked whole and decoded only as far as a hit
+    /// needs. The record passed its checksum, so a malformed value means a file forged to match: still a miss.
+    fn get_entry(&self, py: Python<'_>, key: &str) -> PyResult<Option<StoredEntry>> {
+        match self.find(py, key, true)? {
+            Some(found) => StoredEntry::read(py, found.value),
+            None => Ok(None),
         }
-        let response = spans.pop().flatten();
-        wanted.pop();
-        let values = member_values(py, &wanted, &spans, response)?;
-        let size = found.value.len();
-        let record = StoredRecord {
-            bytes: found.value.into_boxed_slice(),
-        };
-        Ok(Some((record, size, values)))
     }
 
     /// Like `get` but not counted in the statistics (for export and inspection).
@@ -251,111 +228,11 @@ impl DiskStore {
     }
 }
 
-/// An LM record's `outputs` when they are the text of each choice's message, which the response holds.
-pub const OUTPUTS_ARE_MESSAGE_CONTENTS: &str = "message contents";
-
-/// The marker as stored: the string tag, its length (one LEB128 byte), its bytes.
-const OUTPUTS_MARKER_ENCODED: [u8; 18] = {
-    let text = OUTPUTS_ARE_MESSAGE_CONTENTS.as_bytes();
-    let mut encoded = [0u8; 18];
-    encoded[0] = value::STR;
-    encoded[1] = text.len() as u8;
-    let mut i = 0;
-    while i < text.len() {
-        encoded[2 + i] = text[i];
-        i += 1;
-    }
-    encoded
-};
-
-/// A record read from the store, checked (checksum and structure) but decoded only on request.
-#[pyclass(frozen, module = "turbodspy._core")]
-pub struct StoredRecord {
-    bytes: Box<[u8]>,
-}
-
-#[pymethods]
-impl StoredRecord {
-    /// The whole record as Python objects.
-    fn decode<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        decode_objects(py, &self.bytes)
-    }
-
-    /// The encoded size in bytes.
-    fn __len__(&self) -> usize {
-        self.bytes.len()
-    }
-}
-
-/// The names asked for, as `str` objects (the caller reads their UTF-8 text with [`texts`]).
-fn member_names<'py>(names: Option<&Bound<'py, PyTuple>>) -> PyResult<Vec<Bound<'py, PyString>>> {
-    names.map_or(Ok(Vec::new()), |names| {
-        names.iter().map(|name| Ok(name.cast_into()?)).collect()
-    })
-}
-
-/// The UTF-8 text of each name.
-fn texts<'a>(names: &'a [Bound<'_, PyString>]) -> PyResult<Vec<&'a [u8]>> {
-    names
-        .iter()
-        .map(|name| Ok(name.to_str()?.as_bytes()))
-        .collect()
-}
-
-/// The values of the named members from their encoded `spans` (None where absent). An `outputs` stored as
-/// the message-contents marker comes back as that text, read from `response` (None if it is not shaped so).
-fn member_values<'py>(
-    py: Python<'py>,
-    names: &[&[u8]],
-    spans: &[Option<&[u8]>],
-    response: Option<&[u8]>,
-) -> PyResult<Bound<'py, PyTuple>> {
-    let values = names
-        .iter()
-        .zip(spans)
-        .map(|(name, span)| match span {
-            None => Ok(py.None().into_bound(py)),
-            Some(bytes) if *name == b"outputs" && *bytes == OUTPUTS_MARKER_ENCODED => {
-                match response
-                    .map(|r| message_contents(py, r))
-                    .transpose()?
-                    .flatten()
-                {
-                    Some(contents) => Ok(contents.into_any()),
-                    None => Ok(py.None().into_bound(py)),
-                }
-            }
-            Some(bytes) => decode_objects(py, bytes),
-        })
-        .collect::<PyResult<Vec<_>>>()?;
-    PyTuple::new(py, values)
-}
-
-/// The `content` of each choice's `message` in an encoded `response` (checked), or None when it is not
-/// shaped so.
-fn message_contents<'py>(py: Python<'py>, response: &[u8]) -> PyResult<Option<Bound<'py, PyList>>> {
-    let choices = value::member(response, b"choices")?.map(value::items);
-    let Some(choices) = choices.transpose()?.flatten() else {
-        return Ok(None);
-    };
-    let mut contents = Vec::new();
-    for choice in choices {
-        let Some(message) = value::member(choice?, b"message")? else {
-            return Ok(None);
-        };
-        let Some(content) = value::member(message, b"content")? else {
-            return Ok(None);
-        };
-        contents.push(decode_objects(py, value::first(content)?)?);
-    }
-    Ok(Some(PyList::new(py, contents)?))
-}
-
 thread_local! {
     static KEYS: RefCell<KeyCache> = RefCell::new(KeyCache::default());
 }
 
-fn decode_objects<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+pub(super) fn decode_objects<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     KEYS.with(|cell| match cell.try_borrow_mut() {
         Ok(mut keys) => value::decode(
             bytes,

@@ -28,11 +28,8 @@ IGNORED_KEY_ARGS = ("api_key", "api_base", "base_url")
 DEFAULT_MEMORY_MAX_BYTES = 1024**3
 
 
-# The leading members of an LM call's record: all a hit needs, read from disk without decoding the rest.
-LM_HIT_MEMBERS = ("outputs", "cost", "response_model")
-
 # `outputs` of a record whose outputs are just the text of each choice's message, as most calls' are: the text
-# is stored once, in the response, and a hit reads it from there (`DiskStore.get_stored` does).
+# is stored once, in the response, and a hit reads it from there (`DiskStore.get_entry` does).
 OUTPUTS_ARE_MESSAGE_CONTENTS = _core.OUTPUTS_ARE_MESSAGE_CONTENTS
 
 
@@ -51,28 +48,22 @@ def kept_outputs(outputs: list, response: dict[str, Any]) -> list | str:
 
 
 class CacheEntry:
-    """One cached record, plus whatever a reader derived from it once (so later hits skip the work).
+    """One cached record held in memory, plus whatever a reader derived from it once (so later hits skip the work).
 
-    A record read from disk stays a `StoredRecord` (checked, not decoded) until someone asks for all of it;
-    `leading` then holds the values of its `LM_HIT_MEMBERS`, all an LM hit needs, and `stored` the record
-    (kept after a decode too: hits keep reading their response from it).
+    Entries read from disk are `_core.StoredEntry` objects, which read alike: their record stays encoded
+    (`stored`) until someone asks for all of it, and `leading` holds the `(outputs, cost, response_model)` of it
+    that an LM hit needs.
     """
 
-    __slots__ = ("_record", "derived", "leading", "size", "stored")
+    __slots__ = ("derived", "record", "size")
 
-    def __init__(self, record: Any, size: int, leading: tuple | None = None):
-        self._record = record
-        self.stored = record if type(record) is _core.StoredRecord else None
+    leading = None
+    stored = None
+
+    def __init__(self, record: Any, size: int):
+        self.record = record
         self.size = size
-        self.leading = leading
         self.derived: Any = None
-
-    @property
-    def record(self) -> Any:
-        record = self._record
-        if type(record) is _core.StoredRecord:
-            record = self._record = record.decode()
-        return record
 
 
 class Cache:
@@ -126,13 +117,10 @@ class Cache:
                     pass
                 return entry
         if self.disk is not None:
-            found = self.disk.get_stored(key, LM_HIT_MEMBERS)
-            if found is not None:
-                stored, size, leading = found
-                entry = CacheEntry(stored, size, leading)
-                if self.enable_memory_cache:
-                    self._promote(key, entry)
-                return entry
+            entry = self.disk.get_entry(key)
+            if entry is not None and self.enable_memory_cache:
+                self._promote(key, entry)
+            return entry
         return None
 
     def store(self, key: str, record: Any, *, memory: bool = True) -> CacheEntry:

@@ -163,14 +163,14 @@ class DiskCache:
             return None
         return record if isinstance(record, dict) else None
 
-    def get_stored(self, key: str, members: tuple[str, ...] = ()) -> tuple[Any, int, tuple] | None:
-        """`(StoredRecord, size in bytes on disk, values of the named members)` for `key`, or None: the record
-        is checked whole and decoded only as far as those members (None for any it lacks)."""
+    def get_entry(self, key: str) -> Any:
+        """The LM cache entry (`_core.StoredEntry`) for `key`, or None: its record is checked whole and decoded
+        only as far as a hit needs."""
         store = self._store or self._get_store()
         if store is None:
             return None
         try:
-            return store.get_stored(key, members)
+            return store.get_entry(key)
         except OSError as e:
             self._disable(self._reason(e))
             return None

@@ -1,0 +1,149 @@
+//! `StoredEntry`: an LM cache entry read from the disk store, checked whole but decoded only as far as a hit
+//! needs (its outputs, cost and response model). The rest stays encoded in a `StoredRecord` until someone
+//! looks at it.
+
+use super::store::decode_objects;
+use crate::store::value;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyList, PyTuple};
+
+/// An LM record's `outputs` when they are the text of each choice's message, which the response holds.
+pub const OUTPUTS_ARE_MESSAGE_CONTENTS: &str = "message contents";
+
+/// The marker as stored: the string tag, its length (one LEB128 byte), its bytes.
+const OUTPUTS_MARKER_ENCODED: [u8; 18] = {
+    let text = OUTPUTS_ARE_MESSAGE_CONTENTS.as_bytes();
+    let mut encoded = [0u8; 18];
+    encoded[0] = value::STR;
+    encoded[1] = text.len() as u8;
+    let mut i = 0;
+    while i < text.len() {
+        encoded[2 + i] = text[i];
+        i += 1;
+    }
+    encoded
+};
+
+/// The members a hit reads (the first three are its `leading` values), and the response, where an
+/// `outputs` marker points.
+const HIT_MEMBERS: [&[u8]; 4] = [b"outputs", b"cost", b"response_model", b"response"];
+
+/// A record read from the store, checked (checksum and structure) but decoded only on request. It holds
+/// no Python objects, so whatever holds it (a history entry's response) makes no reference cycle.
+#[pyclass(frozen, module = "turbodspy._core")]
+pub struct StoredRecord {
+    bytes: Box<[u8]>,
+}
+
+#[pymethods]
+impl StoredRecord {
+    /// The whole record as Python objects.
+    fn decode<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        decode_objects(py, &self.bytes)
+    }
+
+    /// The encoded size in bytes.
+    fn __len__(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// A cache entry read from disk, as the memory tier keeps it (it reads like `turbodspy.clients.cache.CacheEntry`).
+#[pyclass(frozen, module = "turbodspy._core")]
+pub struct StoredEntry {
+    /// The record, encoded.
+    #[pyo3(get)]
+    stored: Py<StoredRecord>,
+    /// The encoded size in bytes (what the memory tier counts).
+    #[pyo3(get)]
+    size: usize,
+    /// `(outputs, cost, response_model)`, None for any member the record lacks; `outputs` stored as the
+    /// message-contents marker comes back as that text (None if the response is not shaped so).
+    #[pyo3(get)]
+    leading: Py<PyTuple>,
+    /// What hits on this entry hand out, worked out by its first hit (the LM layer's business).
+    derived: PyOnceLock<Py<PyAny>>,
+    /// The whole record, decoded on first request.
+    record: PyOnceLock<Py<PyAny>>,
+}
+
+#[pymethods]
+impl StoredEntry {
+    #[getter]
+    fn derived(&self, py: Python<'_>) -> Py<PyAny> {
+        self.derived
+            .get(py)
+            .map_or_else(|| py.None(), |derived| derived.clone_ref(py))
+    }
+
+    /// Set once: a second thread's equal result for the same entry is dropped.
+    #[setter]
+    fn set_derived(&self, py: Python<'_>, derived: Py<PyAny>) {
+        let _ = self.derived.set(py, derived);
+    }
+
+    /// The whole record as Python objects, decoded once and kept.
+    #[getter]
+    fn record(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.record
+            .get_or_try_init(py, || Ok(self.stored.get().decode(py)?.unbind()))
+            .map(|record| record.clone_ref(py))
+    }
+}
+
+impl StoredEntry {
+    /// The entry for an encoded record that passed its checksum, or None if it is not a valid record.
+    pub(super) fn read(py: Python<'_>, bytes: Vec<u8>) -> PyResult<Option<StoredEntry>> {
+        // One walk checks the whole record and finds the members a hit needs. A value that is not a record
+        // (a dict) is one only a writer other than turbodspy's leaves: a miss too.
+        let mut spans = [None; HIT_MEMBERS.len()];
+        if value::validate_record(&bytes, &HIT_MEMBERS, &mut spans).is_err() {
+            return Ok(None);
+        }
+        let [outputs, cost, response_model, response] = spans;
+        let outputs = match outputs {
+            Some(marker) if marker == OUTPUTS_MARKER_ENCODED => match response {
+                Some(response) => message_contents(py, response)?.map(Bound::into_any),
+                None => None,
+            },
+            Some(outputs) => Some(decode_objects(py, outputs)?),
+            None => None,
+        };
+        let decoded = |span: Option<&[u8]>| span.map(|bytes| decode_objects(py, bytes)).transpose();
+        let leading = PyTuple::new(py, [outputs, decoded(cost)?, decoded(response_model)?])?;
+        let size = bytes.len();
+        Ok(Some(StoredEntry {
+            stored: Py::new(
+                py,
+                StoredRecord {
+                    bytes: bytes.into_boxed_slice(),
+                },
+            )?,
+            size,
+            leading: leading.unbind(),
+            derived: PyOnceLock::new(),
+            record: PyOnceLock::new(),
+        }))
+    }
+}
+
+/// The `content` of each choice's `message` in an encoded `response` (checked), or None when it is not
+/// shaped so.
+fn message_contents<'py>(py: Python<'py>, response: &[u8]) -> PyResult<Option<Bound<'py, PyList>>> {
+    let choices = value::member(response, b"choices")?.map(value::items);
+    let Some(choices) = choices.transpose()?.flatten() else {
+        return Ok(None);
+    };
+    let contents = PyList::empty(py);
+    for choice in choices {
+        let Some(message) = value::member(choice?, b"message")? else {
+            return Ok(None);
+        };
+        let Some(content) = value::member(message, b"content")? else {
+            return Ok(None);
+        };
+        contents.append(decode_objects(py, value::first(content)?)?)?;
+    }
+    Ok(Some(contents))
+}
