@@ -283,7 +283,7 @@ class BaseLM:
             "usage": _plain_usage(usage),
         }
         entry = call.cache.store(call.key, record)
-        entry.derived = _Derived(CachedResponse(data, cost), data.get("model"), cost, outputs)
+        entry.derived = _derived(CachedResponse(data, cost), data.get("model"), cost, outputs)
         return entry
 
     def _finish_waiter(self, call: PreparedCall, entry: CacheEntry | None, config: dict[str, Any]) -> list:
@@ -298,31 +298,23 @@ class BaseLM:
         derived = entry.derived
         if derived is None:
             derived = entry.derived = self._derive(entry, merged)
+        response, response_model, cost, outputs, needs_copies = derived
         if not config["disable_history"]:
-            self._record(
-                prompt,
-                messages,
-                kwargs,
-                derived.response,
-                derived.response_model,
-                _copy_outputs(derived.outputs) if derived.needs_copies else derived.outputs,
-                {},
-                derived.cost,
-                config,
-            )
-        return _copy_outputs(derived.outputs) if derived.needs_copies else list(derived.outputs)
+            history_outputs = _copy_outputs(outputs) if needs_copies else outputs
+            self._record(prompt, messages, kwargs, response, response_model, history_outputs, {}, cost, config)
+        return _copy_outputs(outputs) if needs_copies else list(outputs)
 
-    def _derive(self, entry: CacheEntry, merged: dict) -> _Derived:
-        """What every hit on `entry` hands out, worked out by its first hit."""
+    def _derive(self, entry: CacheEntry, merged: dict) -> tuple:
+        """What every hit on `entry` hands out (see `_derived`), worked out by its first hit."""
         leading = entry.leading
         if leading is not None:
             outputs, cost, response_model = leading
             if isinstance(outputs, list):  # records written before outputs were kept lack them
-                return _Derived(CachedResponse(None, cost, entry.stored), response_model, cost, outputs)
+                return _derived(CachedResponse(None, cost, entry.stored), response_model, cost, outputs)
         record = entry.record
         data, cost = record["response"], record.get("cost")
         # Outputs from the plain data, not through the view.
-        return _Derived(CachedResponse(data, cost), data.get("model"), cost, self._outputs(data, merged))
+        return _derived(CachedResponse(data, cost), data.get("model"), cost, self._outputs(data, merged))
 
     def _record(
         self,
@@ -468,22 +460,14 @@ def _observed(fn: Any) -> Any:
     return wrapped
 
 
-class _Derived:
-    """What a cache hit hands out, computed once per entry: the response view, its model and the outputs."""
-
-    __slots__ = ("cost", "needs_copies", "outputs", "response", "response_model")
-
-    def __init__(self, response: CachedResponse, response_model: Any, cost: Any, outputs: list):
-        self.response = response
-        self.response_model = response_model
-        self.cost = cost
-        # Its own copies: the first caller's outputs and history entry must not share objects with the cache.
-        self.needs_copies = False
-        for output in outputs:
-            if type(output) is not str:
-                self.needs_copies = True
-                break
-        self.outputs = tuple(_copy_outputs(outputs) if self.needs_copies else outputs)
+def _derived(response: CachedResponse, response_model: Any, cost: Any, outputs: list) -> tuple:
+    """What a cache hit hands out, computed once per entry: `(response view, its model, cost, outputs, whether
+    the outputs need copies)`. A tuple, not an object: the first hit on each entry builds one."""
+    # Its own copies: the first caller's outputs and history entry must not share objects with the cache.
+    for output in outputs:
+        if type(output) is not str:
+            return (response, response_model, cost, tuple(_copy_outputs(outputs)), True)
+    return (response, response_model, cost, tuple(outputs), False)
 
 
 class PreparedCall:

@@ -69,7 +69,8 @@ def record_history(owner: Any, entry: dict[str, Any], config: dict[str, Any] | N
     max_size = config["max_history_size"]
     if max_size == 0:
         return
-    for recorder in (owner, *(config["caller_modules"] or ())):
+    callers = config["caller_modules"]
+    for recorder in (owner, *callers) if callers else (owner,):
         history = recorder.history
         if type(history) is CallHistory and history.maxlen == max_size:
             history.append(entry)
