@@ -7,9 +7,12 @@ change to the LM (its model, its kwargs, replaced or edited in place) is seen by
 from __future__ import annotations
 
 import copy
+import gc
 import hashlib
 import pickle
 import threading
+import types
+import weakref
 
 import orjson
 import pydantic
@@ -167,3 +170,91 @@ def with_temperature(lm, temperature):
     other = copy.copy(lm)
     other.kwargs = {**lm.kwargs, "temperature": temperature}
     return other
+
+
+def test_every_answer_is_stored_under_the_key_of_the_request_that_got_it(llm_server):
+    # Threads call while another edits the LM: a miss keys the request as it is sent, never as it was.
+    lm = dspy.LM("openai/gpt-4o-mini", api_base=llm_server.openai_base, api_key=SECRET, temperature=0.0)
+    stop = threading.Event()
+
+    def editor():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            lm.kwargs["temperature"] = i % 3 / 10
+
+    def caller(t: int):
+        for i in range(60):
+            lm(f"thread {t} prompt {i}")
+
+    edit = threading.Thread(target=editor)
+    edit.start()
+    callers = [threading.Thread(target=caller, args=(t,)) for t in range(3)]
+    for c in callers:
+        c.start()
+    for c in callers:
+        c.join()
+    stop.set()
+    edit.join()
+    sent = [(r.body["temperature"], r.body["messages"][0]["content"]) for r in llm_server.model_requests]
+    dspy.cache.reset_memory_cache()
+    for temperature, prompt in sent:  # each answer is found again by the request that got it
+        dspy.LM("openai/gpt-4o-mini", api_base=llm_server.openai_base, api_key=SECRET, temperature=temperature)(prompt)
+    assert len(llm_server.model_requests) == len(sent)
+
+
+def test_kwargs_held_in_another_mapping_are_keyed_by_the_general_path(llm_server):
+    lm = dspy.LM("openai/gpt-4o-mini", api_base=llm_server.openai_base, api_key=SECRET)
+    lm.kwargs = types.MappingProxyType({**lm.kwargs, "temperature": 0.4})
+    first = lm("a mapping")
+    assert lm("a mapping") == first
+    assert key_of_call(lm, "a mapping") == whole_request_key(lm, "a mapping", None, False)
+    assert [r.body["temperature"] for r in llm_server.model_requests] == [0.4]
+
+
+def test_an_lm_whose_kwargs_refer_back_to_it_is_collected():
+    class Tool:
+        def __init__(self, lm):
+            self.lm = lm
+
+    lm = dspy.LM("openai/gpt-4o-mini", api_key=SECRET)
+    lm.kwargs["tools"] = [Tool(lm)]
+    key_of_call(lm, "hi")
+    alive = weakref.ref(lm)
+    del lm
+    gc.collect()
+    assert alive() is None
+
+
+class SlotLM(dspy.LM):
+    __slots__ = ("extra",)
+
+
+class OwnStateLM(dspy.LM):
+    def __getstate__(self):
+        return dict(self.__dict__)
+
+
+def test_subclasses_keep_their_slots_and_their_own_pickling(llm_server):
+    slot_lm = SlotLM("openai/gpt-4o-mini", api_base=llm_server.openai_base, api_key=SECRET)
+    slot_lm.extra = 42
+    slot_lm("slots")
+    assert copy.copy(slot_lm).extra == 42 and copy.deepcopy(slot_lm).extra == 42
+    own = OwnStateLM("openai/gpt-4o-mini", api_base=llm_server.openai_base, api_key=SECRET)
+    answer = own("own state")
+    assert copy.deepcopy(own)("own state") == answer
+    assert pickle.loads(pickle.dumps(own)).kwargs == own.kwargs
+
+
+def test_a_subclass_identifier_is_asked_on_every_call():
+    class Versioned(dspy.BaseLM):
+        version = 1
+
+        def _cache_identifier(self, asynchronous):
+            return f"versioned.v{self.version}"
+
+    lm = Versioned("m")
+    first = key_of_call(lm, "hi")
+    lm.version = 2
+    assert key_of_call(lm, "hi") != first
+    assert key_of_call(lm, "hi") == whole_request_key(lm, "hi", None, False)

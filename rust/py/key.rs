@@ -315,7 +315,11 @@ enum Member<'a, 'py> {
     Text(&'a str),
 }
 
-pub(super) fn write_value(value: &Bound<'_, PyAny>, w: &mut Writer<'_>, depth: usize) -> PyResult<()> {
+pub(super) fn write_value(
+    value: &Bound<'_, PyAny>,
+    w: &mut Writer<'_>,
+    depth: usize,
+) -> PyResult<()> {
     if depth > MAX_DEPTH {
         return Err(UnsupportedValueError::new_err(
             "request nests deeper than 128 levels",

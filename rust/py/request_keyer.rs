@@ -3,11 +3,13 @@
 //! Such a call's request is the LM's model and kwargs around the call's messages, the same from call to
 //! call. The keyer writes the canonical JSON around the messages once, so each call writes and hashes only
 //! its messages. It keeps the objects it was built from and answers only while the LM holds those same
-//! objects: they are all immutable (str, int, float, bool, None), so the same objects mean the same request.
+//! objects. It writes only for kwargs whose values are all immutable (str, int, float, bool, None), so the
+//! same objects mean the same request; for any other it answers "" (the general path keys the call).
 
 use super::key::{for_each_member, key_of_written, write_json, write_value};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString, PyType};
+use pyo3::{PyTraverseError, PyVisit};
 
 /// Request members a plain call's kwargs must not hold: the first three would replace what the keyer
 /// writes itself, and a rollout id asks for a warning the general path gives.
@@ -21,46 +23,95 @@ struct Around {
 
 #[pyclass(frozen, module = "turbodspy._core")]
 pub struct RequestKeyer {
+    /// What the keyer was built from, None for a keyer built from no LM (it holds nothing).
+    state: Option<Built>,
+}
+
+/// The LM state a keyer was built from, and the JSON it wrote from it.
+struct Built {
     model: Py<PyAny>,
     model_type: Py<PyAny>,
-    /// The kwargs' members in their order, as the objects they were.
-    kwargs: Vec<(Py<PyAny>, Py<PyAny>)>,
-    /// For `forward` and `aforward`, whose identifiers differ; None when the kwargs hold something that
-    /// is not plain (only the general path keys such an LM).
+    kwargs: Py<PyAny>,
+    /// The members of `kwargs` (when a dict) in their order, as the objects they were.
+    members: Vec<(Py<PyAny>, Py<PyAny>)>,
+    /// For `forward` and `aforward`, whose identifiers differ; None when only the general path keys this
+    /// LM (kwargs that are not all plain, no identifiers given).
     around: Option<[Around; 2]>,
 }
 
 #[pymethods]
 impl RequestKeyer {
     /// A keyer for an LM's `model`, `model_type` and `kwargs`, keying as `request_key(request, ignored,
-    /// identifier)` does, with `identifiers` for `forward` and `aforward`.
+    /// identifier)` does with `identifiers` for `forward` and `aforward`; with no identifiers it answers ""
+    /// for this state. Without arguments: a keyer that holds nothing, so the LM's first call builds its own.
     #[new]
+    #[pyo3(signature = (model=None, model_type=None, kwargs=None, ignored=Vec::new(), identifiers=None))]
     fn new(
-        model: &Bound<'_, PyAny>,
-        model_type: &Bound<'_, PyAny>,
-        kwargs: &Bound<'_, PyDict>,
+        model: Option<&Bound<'_, PyAny>>,
+        model_type: Option<&Bound<'_, PyAny>>,
+        kwargs: Option<&Bound<'_, PyAny>>,
         ignored: Vec<String>,
-        identifiers: (String, String),
+        identifiers: Option<(String, String)>,
     ) -> PyResult<Self> {
-        let mut members = Vec::with_capacity(kwargs.len());
-        for_each_member(kwargs, |key, value| {
-            members.push((key.to_owned().unbind(), value.to_owned().unbind()));
-            Ok(())
-        })?;
+        let (Some(model), Some(model_type), Some(kwargs)) = (model, model_type, kwargs) else {
+            return Ok(RequestKeyer { state: None });
+        };
+        let dict = kwargs.cast_exact::<PyDict>().ok();
+        let mut members = Vec::with_capacity(dict.map_or(0, |d| d.len()));
+        if let Some(dict) = dict {
+            for_each_member(dict, |key, value| {
+                members.push((key.to_owned().unbind(), value.to_owned().unbind()));
+                Ok(())
+            })?;
+        }
         // A value the writer refuses (an int beyond 64 bits, a lone surrogate) leaves the LM to the general
         // path, which reports it.
-        let around = plain_members(model, kwargs, &ignored)?.and_then(|plain| {
-            Some([
-                written_around(model, &plain, &identifiers.0).ok()?,
-                written_around(model, &plain, &identifiers.1).ok()?,
-            ])
-        });
+        let around = match (dict, identifiers) {
+            (Some(dict), Some((sync, asynchronous))) => plain_members(model, dict, &ignored)?
+                .and_then(|plain| {
+                    Some([
+                        written_around(model, &plain, &sync).ok()?,
+                        written_around(model, &plain, &asynchronous).ok()?,
+                    ])
+                }),
+            _ => None,
+        };
         Ok(RequestKeyer {
-            model: model.clone().unbind(),
-            model_type: model_type.clone().unbind(),
-            kwargs: members,
-            around,
+            state: Some(Built {
+                model: model.clone().unbind(),
+                model_type: model_type.clone().unbind(),
+                kwargs: kwargs.clone().unbind(),
+                members,
+                around,
+            }),
         })
+    }
+
+    /// The objects it holds, for the garbage collector (an LM's kwargs may refer back to the LM).
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(built) = &self.state {
+            visit.call(&built.model)?;
+            visit.call(&built.model_type)?;
+            visit.call(&built.kwargs)?;
+            for (key, value) in &built.members {
+                visit.call(key)?;
+                visit.call(value)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies share it (it never changes); a pickle holds none, so an unpickled LM builds its own.
+    fn __copy__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __deepcopy__(slf: Py<Self>, _memo: &Bound<'_, PyAny>) -> Py<Self> {
+        slf
+    }
+
+    fn __reduce__<'py>(&self, py: Python<'py>) -> (Bound<'py, PyType>, ()) {
+        (py.get_type::<RequestKeyer>(), ())
     }
 
     /// The key of a call with this `prompt` or (when truthy) these `messages`; "" when only the general path
@@ -79,7 +130,7 @@ impl RequestKeyer {
         if !self.holds(model, model_type, kwargs)? {
             return Ok(None);
         }
-        let Some(around) = &self.around else {
+        let Some(around) = self.state.as_ref().and_then(|built| built.around.as_ref()) else {
             return Ok(Some(PyString::intern(py, "")));
         };
         let Around { before, after } = &around[usize::from(asynchronous)];
@@ -110,21 +161,24 @@ impl RequestKeyer {
         model_type: &Bound<'_, PyAny>,
         kwargs: &Bound<'_, PyAny>,
     ) -> PyResult<bool> {
-        if !model.is(&self.model) || !model_type.is(&self.model_type) {
-            return Ok(false);
-        }
-        let Ok(kwargs) = kwargs.cast::<PyDict>() else {
+        let Some(built) = &self.state else {
             return Ok(false);
         };
-        if kwargs.len() != self.kwargs.len() {
+        if !model.is(&built.model) || !model_type.is(&built.model_type) || !kwargs.is(&built.kwargs)
+        {
+            return Ok(false);
+        }
+        // The same dict, possibly edited in place since: its members must be the same objects too.
+        let Ok(dict) = kwargs.cast_exact::<PyDict>() else {
+            return Ok(true); // another mapping: keyed by the general path whatever it holds
+        };
+        if dict.len() != built.members.len() {
             return Ok(false);
         }
         let mut same = true;
-        let mut kept = self.kwargs.iter();
-        for_each_member(kwargs, |key, value| {
-            same &= kept
-                .next()
-                .is_some_and(|(k, v)| key.is(k) && value.is(v));
+        let mut kept = built.members.iter();
+        for_each_member(dict, |key, value| {
+            same &= kept.next().is_some_and(|(k, v)| key.is(k) && value.is(v));
             Ok(())
         })?;
         Ok(same)
@@ -138,7 +192,7 @@ fn plain_members<'py>(
     kwargs: &Bound<'py, PyDict>,
     ignored: &[String],
 ) -> PyResult<Option<Vec<(String, Bound<'py, PyAny>)>>> {
-    if !model.is_exact_instance_of::<PyString>() || !kwargs.is_exact_instance_of::<PyDict>() {
+    if !model.is_exact_instance_of::<PyString>() {
         return Ok(None);
     }
     let mut plain = Vec::with_capacity(kwargs.len());

@@ -1,8 +1,8 @@
 //! `DiskStore`: the disk tier's Rust store as a Python class. Disk I/O runs with the GIL released.
 
+use super::stored_entry::StoredEntry;
 use crate::store::record::{RecordMeta, ENCODING_TAGGED, KEY_LEN};
 use crate::store::value::{self, Builder, ValueError, Writer, MAX_BIG_INT_DIGITS, MAX_DEPTH};
-use super::stored_entry::StoredEntry;
 use crate::store::{now_ms, Found, Stats, Store, StoreError, VerifyReport};
 use pyo3::exceptions::{PyOSError, PyPermissionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;

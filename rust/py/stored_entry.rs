@@ -5,8 +5,9 @@
 use super::store::decode_objects;
 use crate::store::value;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyList, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
+use std::sync::OnceLock;
 
 /// An LM record's `outputs` when they are the text of each choice's message, which the response holds.
 pub const OUTPUTS_ARE_MESSAGE_CONTENTS: &str = "message contents";
@@ -63,9 +64,9 @@ pub struct StoredEntry {
     #[pyo3(get)]
     leading: Py<PyTuple>,
     /// What hits on this entry hand out, worked out by its first hit (the LM layer's business).
-    derived: PyOnceLock<Py<PyAny>>,
+    derived: OnceLock<Py<PyAny>>,
     /// The whole record, decoded on first request.
-    record: PyOnceLock<Py<PyAny>>,
+    record: OnceLock<Py<PyAny>>,
 }
 
 #[pymethods]
@@ -73,22 +74,40 @@ impl StoredEntry {
     #[getter]
     fn derived(&self, py: Python<'_>) -> Py<PyAny> {
         self.derived
-            .get(py)
+            .get()
             .map_or_else(|| py.None(), |derived| derived.clone_ref(py))
     }
 
-    /// Set once: a second thread's equal result for the same entry is dropped.
+    /// Set once (None sets nothing): a second thread's equal result for the same entry is dropped.
     #[setter]
     fn set_derived(&self, py: Python<'_>, derived: Py<PyAny>) {
-        let _ = self.derived.set(py, derived);
+        if !derived.is_none(py) {
+            let _ = self.derived.set(derived);
+        }
+    }
+
+    /// The objects it holds, for the garbage collector.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.stored)?;
+        visit.call(&self.leading)?;
+        if let Some(derived) = self.derived.get() {
+            visit.call(derived)?;
+        }
+        if let Some(record) = self.record.get() {
+            visit.call(record)?;
+        }
+        Ok(())
     }
 
     /// The whole record as Python objects, decoded once and kept.
     #[getter]
     fn record(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.record
-            .get_or_try_init(py, || Ok(self.stored.get().decode(py)?.unbind()))
-            .map(|record| record.clone_ref(py))
+        if let Some(record) = self.record.get() {
+            return Ok(record.clone_ref(py));
+        }
+        // Racing threads each decode; the first result is kept and handed to all.
+        let _ = self.record.set(self.stored.get().decode(py)?.unbind());
+        Ok(self.record.get().expect("set above").clone_ref(py))
     }
 }
 
@@ -122,8 +141,8 @@ impl StoredEntry {
             )?,
             size,
             leading: leading.unbind(),
-            derived: PyOnceLock::new(),
-            record: PyOnceLock::new(),
+            derived: OnceLock::new(),
+            record: OnceLock::new(),
         }))
     }
 }

@@ -129,9 +129,9 @@ class BaseLM:
             entry = cache.lookup(key)
             if entry is not None:
                 return self._finish_hit(prompt, messages, kwargs, merged, entry, config)
-        call = PreparedCall(
-            prompt, messages, kwargs, merged, request or self._request(prompt, messages, merged), cache, key
-        )
+            if request is None:  # keyed from the prompt alone: key the request it sends, as it is built now
+                merged, request, cache, key = self._prepare_request(prompt, messages, kwargs, asynchronous=False)
+        call = PreparedCall(prompt, messages, kwargs, merged, request, cache, key)
         if cache is None:
             return self._finish(call, self._fetch(call), None, config)
         leader, future = single_flight.claim(key)
@@ -148,9 +148,9 @@ class BaseLM:
             entry = cache.lookup(key)
             if entry is not None:
                 return self._finish_hit(prompt, messages, kwargs, merged, entry, config)
-        call = PreparedCall(
-            prompt, messages, kwargs, merged, request or self._request(prompt, messages, merged), cache, key
-        )
+            if request is None:  # keyed from the prompt alone: key the request it sends, as it is built now
+                merged, request, cache, key = self._prepare_request(prompt, messages, kwargs, asynchronous=True)
+        call = PreparedCall(prompt, messages, kwargs, merged, request, cache, key)
         if cache is None:
             return self._finish(call, await self._afetch(call), None, config)
         leader, future = single_flight.claim(key)
@@ -177,31 +177,22 @@ class BaseLM:
                         return lm_kwargs, None, cache, key
             return self._prepare_request(prompt, messages, kwargs, asynchronous)
         except UnicodeEncodeError:
-            raise ValueError(
-                f"The {'messages' if messages else 'prompt'} contain text that is not valid Unicode (a lone "
-                "surrogate), which no provider can receive; repair the text first, e.g. "
-                "text.encode('utf-8', 'replace').decode('utf-8')"
-            ) from None
+            raise _not_unicode(messages) from None
         except _core.UnsupportedValueError:  # messages that are not data: the general path handles them
             return self._prepare_request(prompt, messages, kwargs, asynchronous)
 
     def _new_keyer(self) -> Any:
+        # An identifier of a subclass's own may depend on anything: only the built-in ones are written ahead.
+        identifiers = None
+        if type(self)._cache_identifier in BUILTIN_CACHE_IDENTIFIERS:
+            identifiers = (self._cache_identifier(False), self._cache_identifier(True))
         keyer = self._keyer = _core.RequestKeyer(
-            self.model,
-            self.model_type,
-            self.kwargs,
-            IGNORED_KEY_ARGS,
-            (self._cache_identifier(False), self._cache_identifier(True)),
+            self.model, self.model_type, self.kwargs, IGNORED_KEY_ARGS, identifiers
         )
         return keyer
 
-    # Built from no LM, so it holds nothing: an LM's first call builds its own (copies and pickles too).
-    _keyer: Any = _core.RequestKeyer(object(), None, {}, (), ("", ""))
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("_keyer", None)
-        return state
+    # Holds nothing, so an LM's first call builds its own; copies share it, pickles hold none.
+    _keyer: Any = _core.RequestKeyer()
 
     def _prepare_request(self, prompt: Any, messages: Any, kwargs: dict[str, Any], asynchronous: bool) -> tuple:
         """`_prepare` for any call: builds the request and keys it whole."""
@@ -224,6 +215,8 @@ class BaseLM:
                 identifier = self._cache_identifier(asynchronous)
                 try:
                     return merged, request, cache, _core.request_key(request, IGNORED_KEY_ARGS, identifier)
+                except UnicodeEncodeError:
+                    raise _not_unicode(messages) from None
                 except _core.UnsupportedValueError:
                     try:  # pydantic models and callables get DSPy's treatment first
                         return merged, request, cache, cache.cache_key(request, IGNORED_KEY_ARGS, identifier)
@@ -419,6 +412,19 @@ class BaseLM:
         if "allow_custom_lm_class" in inspect.signature(lm_class.load_state).parameters:
             return lm_class.load_state(state, allow_custom_lm_class=allow_custom_lm_class)
         return lm_class.load_state(state)
+
+
+# `_cache_identifier` implementations that depend only on the class, `model_type` and state fixed at construction
+# (the request keyer checks model_type): `turbodspy.clients.lm` adds LM's.
+BUILTIN_CACHE_IDENTIFIERS = {BaseLM._cache_identifier}
+
+
+def _not_unicode(messages: Any) -> ValueError:
+    return ValueError(
+        f"The {'messages' if messages else 'prompt'} contain text that is not valid Unicode (a lone "
+        "surrogate), which no provider can receive; repair the text first, e.g. "
+        "text.encode('utf-8', 'replace').decode('utf-8')"
+    )
 
 
 def _state_class_path(cls: type) -> str:

@@ -6,7 +6,7 @@ import re
 from typing import Any, Literal
 
 from turbodspy.clients import provider
-from turbodspy.clients.base_lm import BaseLM, PreparedCall
+from turbodspy.clients.base_lm import BUILTIN_CACHE_IDENTIFIERS, BaseLM, PreparedCall
 from turbodspy.errors import LMConfigurationError
 
 MODEL_TYPES = ("chat", "text", "responses")
@@ -165,6 +165,9 @@ class LM(BaseLM):
 
     def __repr__(self) -> str:
         return f"LM(model={self.model!r}, model_type={self.model_type!r})"
+
+
+BUILTIN_CACHE_IDENTIFIERS.add(LM._cache_identifier)
 
 
 def _agent() -> str:
