@@ -24,28 +24,31 @@ def cache_key(
 
 class RequestKeyer:
     """The key of an LM call without call kwargs, from its prompt or messages alone: the canonical JSON around
-    the messages (model, kwargs, identifier) is written once. Built from the LM's model, model_type and kwargs,
-    it answers only while the LM holds those very objects, all immutable scalars."""
+    the messages (model, kwargs, identifier) is written once. It answers only while the LM holds the very
+    objects it was built from (model, model_type, the kwargs dict and each of its members)."""
 
     def __init__(
         self,
-        model: object,
-        model_type: object,
-        kwargs: dict[str, object],
-        ignored: Sequence[str],
-        identifiers: tuple[str, str],
-    ) -> None: ...
+        model: object = None,
+        model_type: object = None,
+        kwargs: object = None,
+        ignored: Sequence[str] = (),
+        identifiers: tuple[str, str] | None = None,
+    ) -> None:
+        """Without arguments: a keyer that holds nothing. Without `identifiers`, or with kwargs that are not a
+        dict of immutable JSON scalars: a keyer that answers "" for this LM state."""
     def key(
         self,
         model: object,
         model_type: object,
-        kwargs: dict[str, object],
+        kwargs: object,
         prompt: object,
         messages: object,
         asynchronous: bool,
     ) -> str | None:
-        """`request_key` of the call's whole request; "" when the kwargs are not all plain (only the general
-        path keys them); None when the LM no longer holds the objects the keyer was built from."""
+        """`request_key` of the call's whole request; "" when only the general path keys this LM's calls; None
+        when the LM no longer holds the objects the keyer was built from. Messages that are not JSON-native
+        raise `UnsupportedValueError`."""
 
 def call_id() -> str:
     """A fresh UUID4-format string, unique per call (not for secrets)."""

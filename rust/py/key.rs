@@ -83,8 +83,8 @@ pub fn request_key<'py>(
     })
 }
 
-/// The key of the request `write` writes into the thread's buffer, as a `str`. `write` is also handed the
-/// thread's cached `ignored` names.
+/// The key of the request `write` writes into the thread's buffer, as a `str`. `write` also gets the
+/// thread's slot for the `ignored` names it read last.
 pub(super) fn key_of_written<'py>(
     py: Python<'py>,
     write: impl FnOnce(&mut Option<IgnoredNames>, &mut Writer<'_>) -> PyResult<()>,
@@ -178,7 +178,7 @@ pub fn cache_key<'py>(
     }
 }
 
-pub(super) fn ignored_names(
+fn ignored_names(
     cached: &mut Option<IgnoredNames>,
     ignored: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Rc<[String]>> {

@@ -117,6 +117,7 @@ impl RequestKeyer {
     /// The key of a call with this `prompt` or (when truthy) these `messages`; "" when only the general path
     /// can key the LM's requests; None when the LM no longer holds the objects this keyer was built from.
     /// Messages that are not JSON-native raise `UnsupportedValueError`, as `request_key` does.
+    #[allow(clippy::too_many_arguments)] // the call's arguments, as Python passes them: no struct to group
     fn key<'py>(
         &self,
         py: Python<'py>,
@@ -191,7 +192,7 @@ fn plain_members<'py>(
     model: &Bound<'py, PyAny>,
     kwargs: &Bound<'py, PyDict>,
     ignored: &[String],
-) -> PyResult<Option<Vec<(String, Bound<'py, PyAny>)>>> {
+) -> PyResult<Option<PlainMembers<'py>>> {
     if !model.is_exact_instance_of::<PyString>() {
         return Ok(None);
     }
@@ -216,6 +217,9 @@ fn plain_members<'py>(
     }
     Ok(Some(plain))
 }
+
+/// Request members by name, as `plain_members` finds them.
+type PlainMembers<'py> = Vec<(String, Bound<'py, PyAny>)>;
 
 fn is_immutable_scalar(value: &Bound<'_, PyAny>) -> bool {
     value.is_none()
