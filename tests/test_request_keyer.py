@@ -137,14 +137,7 @@ def test_copies_and_pickles_of_a_called_lm_key_alike(llm_server):
 def test_threads_keying_while_another_edits_the_lm_get_keys_of_whole_requests():
     lm = dspy.LM("openai/gpt-4o-mini", api_key=SECRET, temperature=0.0)
     temperatures = [i / 10 for i in range(7)]
-    stop = threading.Event()
     wrong = []
-
-    def editor():
-        i = 0
-        while not stop.is_set():
-            i += 1
-            lm.kwargs["temperature"] = temperatures[i % 7]
 
     def keyer(t: int):
         for i in range(2000):
@@ -154,16 +147,29 @@ def test_threads_keying_while_another_edits_the_lm_get_keys_of_whole_requests():
             if key_of_call(lm, prompt) not in valid:
                 wrong.append((t, i))
 
+    run_while_editing(lm, temperatures, keyer, threads=4)
+    assert not wrong
+
+
+def run_while_editing(lm, temperatures, work, threads: int):
+    """`work(t)` on `threads` threads while another cycles `lm.kwargs["temperature"]` through `temperatures`."""
+    stop = threading.Event()
+
+    def editor():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            lm.kwargs["temperature"] = temperatures[i % len(temperatures)]
+
     edit = threading.Thread(target=editor)
     edit.start()
-    workers = [threading.Thread(target=keyer, args=(t,)) for t in range(4)]
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
     stop.set()
     edit.join()
-    assert not wrong
 
 
 def with_temperature(lm, temperature):
@@ -175,27 +181,12 @@ def with_temperature(lm, temperature):
 def test_every_answer_is_stored_under_the_key_of_the_request_that_got_it(llm_server):
     # Threads call while another edits the LM: a miss keys the request as it is sent, never as it was.
     lm = dspy.LM("openai/gpt-4o-mini", api_base=llm_server.openai_base, api_key=SECRET, temperature=0.0)
-    stop = threading.Event()
-
-    def editor():
-        i = 0
-        while not stop.is_set():
-            i += 1
-            lm.kwargs["temperature"] = i % 3 / 10
 
     def caller(t: int):
         for i in range(60):
             lm(f"thread {t} prompt {i}")
 
-    edit = threading.Thread(target=editor)
-    edit.start()
-    callers = [threading.Thread(target=caller, args=(t,)) for t in range(3)]
-    for c in callers:
-        c.start()
-    for c in callers:
-        c.join()
-    stop.set()
-    edit.join()
+    run_while_editing(lm, [0.0, 0.1, 0.2], caller, threads=3)
     sent = [(r.body["temperature"], r.body["messages"][0]["content"]) for r in llm_server.model_requests]
     dspy.cache.reset_memory_cache()
     for temperature, prompt in sent:  # each answer is found again by the request that got it

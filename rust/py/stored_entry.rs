@@ -56,9 +56,6 @@ pub struct StoredEntry {
     /// The record, encoded.
     #[pyo3(get)]
     stored: Py<StoredRecord>,
-    /// The encoded size in bytes (what the memory tier counts).
-    #[pyo3(get)]
-    size: usize,
     /// `(outputs, cost, response_model)`, None for any member the record lacks; `outputs` stored as the
     /// message-contents marker comes back as that text (None if the response is not shaped so).
     #[pyo3(get)]
@@ -71,6 +68,12 @@ pub struct StoredEntry {
 
 #[pymethods]
 impl StoredEntry {
+    /// The encoded size in bytes (what the memory tier counts).
+    #[getter]
+    fn size(&self) -> usize {
+        self.stored.get().bytes.len()
+    }
+
     #[getter]
     fn derived(&self, py: Python<'_>) -> Py<PyAny> {
         self.derived
@@ -131,7 +134,6 @@ impl StoredEntry {
         };
         let decoded = |span: Option<&[u8]>| span.map(|bytes| decode_objects(py, bytes)).transpose();
         let leading = PyTuple::new(py, [outputs, decoded(cost)?, decoded(response_model)?])?;
-        let size = bytes.len();
         Ok(Some(StoredEntry {
             stored: Py::new(
                 py,
@@ -139,7 +141,6 @@ impl StoredEntry {
                     bytes: bytes.into_boxed_slice(),
                 },
             )?,
-            size,
             leading: leading.unbind(),
             derived: OnceLock::new(),
             record: OnceLock::new(),

@@ -163,23 +163,23 @@ class BaseLM:
 
     def _prepare(self, prompt: Any, messages: Any, kwargs: dict[str, Any], asynchronous: bool) -> tuple:
         """(merged kwargs, request or None, cache or None, key or None) for a call. A call without kwargs is
-        keyed from its prompt or messages alone (`_core.RequestKeyer`); its request is built only if it
-        misses (`_request`)."""
-        try:
-            if not kwargs and self.cache and not self.use_developer_role:
-                cache = _package.cache
-                if cache.enabled:  # an attribute, not a property: this is the hot path
-                    model, model_type, lm_kwargs = self.model, self.model_type, self.kwargs
+        keyed from its prompt or messages alone (`_core.RequestKeyer`), its request left to a miss (None); any
+        other call is prepared by `_prepare_request`."""
+        if not kwargs and self.cache and not self.use_developer_role:
+            cache = _package.cache
+            if cache.enabled:  # an attribute, not a property: this is the hot path
+                model, model_type, lm_kwargs = self.model, self.model_type, self.kwargs
+                try:
                     key = self._keyer.key(model, model_type, lm_kwargs, prompt, messages, asynchronous)
                     if key is None:  # the first call, or the LM's model or kwargs changed since the last
                         key = self._new_keyer().key(model, model_type, lm_kwargs, prompt, messages, asynchronous)
-                    if key:  # "": kwargs only the general path keys
-                        return lm_kwargs, None, cache, key
-            return self._prepare_request(prompt, messages, kwargs, asynchronous)
-        except UnicodeEncodeError:
-            raise _not_unicode(messages) from None
-        except _core.UnsupportedValueError:  # messages that are not data: the general path handles them
-            return self._prepare_request(prompt, messages, kwargs, asynchronous)
+                except UnicodeEncodeError:
+                    raise _not_unicode(messages) from None
+                except _core.UnsupportedValueError:
+                    key = ""  # messages that are not data: the general path gives them DSPy's treatment
+                if key:  # "": only the general path keys this LM's calls
+                    return lm_kwargs, None, cache, key
+        return self._prepare_request(prompt, messages, kwargs, asynchronous)
 
     def _new_keyer(self) -> Any:
         # An identifier of a subclass's own may depend on anything: only the built-in ones are written ahead.
