@@ -5,7 +5,10 @@ record forged to pass its checksum is a miss."""
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +59,39 @@ def test_a_disk_entry_holds_what_a_hit_needs_and_the_whole_record_on_request(llm
     assert entry.derived is None
     assert entry.record == record and entry.record is entry.record  # decoded once, then kept
     assert entry.stored.decode() == record and entry.stored.decode() is not entry.record  # a fresh copy each time
+
+
+def deleted_files_mapped(directory: Path) -> list[str]:
+    """Files under `directory` this process maps though they were deleted (their disk space still held)."""
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    return [line for line in maps if str(directory) in line and line.endswith("(deleted)")]
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads this process's mappings")
+def test_hits_from_disk_stay_whole_after_another_process_clears_the_cache_and_hold_no_deleted_file(llm_server):
+    lm = openai_lm(llm_server)
+    prompts = [f"Question {n}: what is {n} plus {n}?" for n in range(20)]
+    originals = []
+    for prompt in prompts:
+        lm(prompt)
+        originals.append(lm.history[-1]["response"])
+    dspy.cache.reset_memory_cache()
+    answers = [lm(prompt) for prompt in prompts]  # from disk; the responses in history are not decoded yet
+    hits = lm.history[-len(prompts) :]
+    directory = dspy.cache.disk.directory
+    cleared = subprocess.run(
+        [sys.executable, "-m", "turbodspy", "cache", "--dir", str(directory), "clear"], capture_output=True, timeout=60
+    )
+    assert cleared.returncode == 0, cleared.stderr
+    assert deleted_files_mapped(directory), "this process maps the segment when another deletes it"
+    assert lm("a new question") != answers[0]  # looking at the store again, this process sees the clear
+    assert deleted_files_mapped(directory) == []
+    for hit, original, (text,) in zip(hits, originals, answers, strict=True):
+        assert hit["response"].choices[0].message.content == text == original.choices[0].message.content
+        assert hit["response"]["id"] == original["id"]
+    assert lm(prompts[3]) == answers[3]  # still in the memory tier, whole
+    assert lm.history[-1]["response"]["id"] == originals[3]["id"]
+    assert len(llm_server.model_requests) == len(prompts) + 1
 
 
 def test_dict_outputs_from_disk_are_equal_and_cannot_change_the_cache(llm_server):

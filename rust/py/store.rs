@@ -224,7 +224,7 @@ impl DiskStore {
             return Ok(None);
         };
         // The record passed its checksum, so a decoding failure means a file forged to match: still a miss.
-        Ok(decode_objects(py, &found.value).ok())
+        Ok(decode_objects(py, &found.value.bytes()).ok())
     }
 }
 

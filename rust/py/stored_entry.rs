@@ -3,6 +3,7 @@
 //! looks at it.
 
 use super::store::decode_objects;
+use crate::store::held::HeldValue;
 use crate::store::value;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
@@ -30,23 +31,24 @@ const OUTPUTS_MARKER_ENCODED: [u8; 18] = {
 /// `outputs` marker points.
 const HIT_MEMBERS: [&[u8]; 4] = [b"outputs", b"cost", b"response_model", b"response"];
 
-/// A record read from the store, checked (checksum and structure) but decoded only on request. It holds
-/// no Python objects, so whatever holds it (a history entry's response) makes no reference cycle.
+/// A record read from the store, checked (checksum and structure) but decoded only on request. Its bytes
+/// stay where the store mapped them (see `crate::store::held`). It holds no Python objects, so whatever
+/// holds it (a history entry's response) makes no reference cycle.
 #[pyclass(frozen, module = "turbodspy._core")]
 pub struct StoredRecord {
-    bytes: Box<[u8]>,
+    value: HeldValue,
 }
 
 #[pymethods]
 impl StoredRecord {
     /// The whole record as Python objects.
     fn decode<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        decode_objects(py, &self.bytes)
+        decode_objects(py, &self.value.bytes())
     }
 
     /// The encoded size in bytes.
     fn __len__(&self) -> usize {
-        self.bytes.len()
+        self.value.bytes().len()
     }
 }
 
@@ -71,7 +73,7 @@ impl StoredEntry {
     /// The encoded size in bytes (what the memory tier counts).
     #[getter]
     fn size(&self) -> usize {
-        self.stored.get().bytes.len()
+        self.stored.get().__len__()
     }
 
     #[getter]
@@ -116,9 +118,10 @@ impl StoredEntry {
 
 impl StoredEntry {
     /// The entry for an encoded record that passed its checksum, or None if it is not a valid record.
-    pub(super) fn read(py: Python<'_>, bytes: Vec<u8>) -> PyResult<Option<StoredEntry>> {
+    pub(super) fn read(py: Python<'_>, value: HeldValue) -> PyResult<Option<StoredEntry>> {
         // One walk checks the whole record and finds the members a hit needs. A value that is not a record
         // (a dict) is one only a writer other than turbodspy's leaves: a miss too.
+        let bytes = value.bytes();
         let mut spans = [None; HIT_MEMBERS.len()];
         if value::validate_record(&bytes, &HIT_MEMBERS, &mut spans).is_err() {
             return Ok(None);
@@ -135,12 +138,7 @@ impl StoredEntry {
         let decoded = |span: Option<&[u8]>| span.map(|bytes| decode_objects(py, bytes)).transpose();
         let leading = PyTuple::new(py, [outputs, decoded(cost)?, decoded(response_model)?])?;
         Ok(Some(StoredEntry {
-            stored: Py::new(
-                py,
-                StoredRecord {
-                    bytes: bytes.into_boxed_slice(),
-                },
-            )?,
+            stored: Py::new(py, StoredRecord { value })?,
             leading: leading.unbind(),
             derived: OnceLock::new(),
             record: OnceLock::new(),

@@ -11,12 +11,14 @@
 //! that grows with the store) rewrites a sixteenth of it. Shard 0's header also holds the store-wide
 //! counters: segment ids, data size, hits, misses and what hits saved.
 
+pub mod held;
 pub mod index;
 pub mod record;
 pub mod segment;
 pub mod value;
 
 use fs4::FileExt;
+use held::{HeldValue, Holders};
 use index::{Counter, Index, Location, HEADER_CHECKED_WORDS};
 use memmap2::{Mmap, MmapOptions, MmapRaw};
 use record::{RecordMeta, KEY_LEN};
@@ -26,7 +28,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const SHARDS: usize = 16;
@@ -133,7 +135,9 @@ impl MappedIndex {
 /// Read-only mappings of segments, remapped when a record lies past the end mapped so far.
 #[derive(Default)]
 struct Segments {
-    maps: HashMap<u32, Mmap>,
+    maps: HashMap<u32, Arc<Mmap>>,
+    /// Values handed out that view these mappings (or earlier, shorter ones of the same segments).
+    held: Holders,
 }
 
 impl Segments {
@@ -144,10 +148,33 @@ impl Segments {
             // SAFETY: segment files are append-only and never truncated by turbodspy (see the module
             // docs); bytes already in the file do not change, so the mapping stays valid while held.
             let map = unsafe { MmapOptions::new().map(&file) }.ok()?;
-            self.maps.insert(id, map);
+            self.maps.insert(id, Arc::new(map));
         }
         let map = self.maps.get(&id)?;
         (map.len() as u64 >= end).then(|| &map[..])
+    }
+
+    /// A value at `range` of segment `id`, which `bytes` mapped.
+    fn hand_out(&mut self, id: u32, range: std::ops::Range<usize>) -> HeldValue {
+        self.held.hand_out(id, &self.maps[&id], range)
+    }
+
+    /// Drops every mapping (the index changed; what is still in use is mapped again on demand). Values
+    /// viewing a segment since deleted are copied out, so the file's space is freed; the others keep viewing
+    /// their files. A segment another process deletes just after this looks is let go at the next change.
+    fn unmap_all(&mut self, dir: &Path) {
+        for id in self.held.segments() {
+            if !segment::path(dir, id).exists() {
+                self.held.release(id);
+            }
+        }
+        self.maps.clear();
+    }
+
+    /// Drops segment `id`, which this process deleted; values viewing it are copied out.
+    fn forget(&mut self, id: u32) {
+        self.held.release(id);
+        self.maps.remove(&id);
     }
 }
 
@@ -212,7 +239,7 @@ const GLOBAL_COUNTERS: [Counter; 8] = [
 
 /// A hit's value with the metadata stored beside it.
 pub struct Found {
-    pub value: Vec<u8>,
+    pub value: HeldValue,
     pub meta: RecordMeta,
     pub flags: u32,
 }
@@ -253,7 +280,7 @@ impl Store {
             // A new index may have dropped whole segments (eviction, clear): unmap ours, and any other
             // retired shards, so deleted files do not keep their disk space. What is still in use is
             // mapped again on demand.
-            st.segments.maps.clear();
+            st.segments.unmap_all(&self.dir);
             for shard in st.shards.iter_mut() {
                 if shard
                     .as_ref()
@@ -325,20 +352,24 @@ impl Store {
                 shards, segments, ..
             } = &mut *st;
             if let Some(view) = shards[shard].as_ref().and_then(MappedIndex::view) {
-                view.find(key, |loc| match read_record(segments, &self.dir, loc) {
-                    Some(Ok((k, value, meta, flags))) if k == key => {
-                        found = Some(Found {
-                            value: value.to_vec(),
-                            meta,
-                            flags,
-                        });
-                        true
-                    }
-                    Some(Err(())) => {
-                        bad += 1;
-                        false
-                    }
-                    _ => false,
+                view.find(key, |loc| {
+                    let (range, meta, flags) = match read_record(segments, &self.dir, loc) {
+                        Some(Ok((k, value, meta, flags))) if k == key => {
+                            let start = loc.offset as usize + record::VALUE_OFFSET;
+                            (start..start + value.len(), meta, flags)
+                        }
+                        Some(Err(())) => {
+                            bad += 1;
+                            return false;
+                        }
+                        _ => return false,
+                    };
+                    found = Some(Found {
+                        value: segments.hand_out(loc.segment, range),
+                        meta,
+                        flags,
+                    });
+                    true
                 });
             }
         }
@@ -812,7 +843,7 @@ impl Store {
             // Unlinking leaves other processes' mappings valid; the space returns when they unmap.
             let _ = fs::remove_file(segment::path(&self.dir, id));
             global.sub(Counter::DataBytes, size);
-            segments.maps.remove(&id);
+            segments.forget(id);
             if id == active {
                 global.set(Counter::ActiveSegment, 0);
                 *writer_active = None;
@@ -846,7 +877,7 @@ impl Store {
                 let _ = fs::remove_file(segment::path(&self.dir, id));
             }
             let _ = fs::remove_dir_all(self.dir.join(QUARANTINE_DIR));
-            st.segments.maps.clear();
+            st.segments.unmap_all(&self.dir);
             st.active = None;
             st.local_hits = 0;
             st.local_misses = 0;

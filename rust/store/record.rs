@@ -7,6 +7,8 @@
 pub const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"TDR1");
 pub const KEY_LEN: usize = 32;
 pub const HEADER_LEN: usize = 40;
+/// Where a record's value starts: after the header and the key.
+pub const VALUE_OFFSET: usize = HEADER_LEN + KEY_LEN;
 /// Records start at multiples of this, so a scan after damage resynchronises quickly.
 pub const ALIGN: usize = 8;
 /// Values are provider responses (1–100 KB); anything this large is a caller bug, not a response.
@@ -83,19 +85,19 @@ pub fn decode(bytes: &[u8]) -> Result<(Record<'_>, usize), DecodeError> {
     if value_len > MAX_VALUE_LEN {
         return Err(DecodeError::TooLarge);
     }
-    let end = HEADER_LEN + KEY_LEN + value_len;
+    let end = VALUE_OFFSET + value_len;
     if bytes.len() < end {
         return Err(DecodeError::Truncated);
     }
     if checksum(&bytes[..end]) != u32_at(bytes, 12) {
         return Err(DecodeError::BadChecksum);
     }
-    let key: &[u8; KEY_LEN] = bytes[HEADER_LEN..HEADER_LEN + KEY_LEN]
+    let key: &[u8; KEY_LEN] = bytes[HEADER_LEN..VALUE_OFFSET]
         .try_into()
         .expect("slice has KEY_LEN bytes");
     let record = Record {
         key,
-        value: &bytes[HEADER_LEN + KEY_LEN..end],
+        value: &bytes[VALUE_OFFSET..end],
         meta: RecordMeta {
             created_ms: u64_at(bytes, 16),
             tokens: u64_at(bytes, 24),

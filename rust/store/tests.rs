@@ -33,7 +33,13 @@ fn put_then_get_in_this_and_a_fresh_store() {
     let fresh = Store::new(dir.path(), 1 << 30);
     for n in 0..100 {
         assert_eq!(
-            fresh.get(&key(n), true).unwrap().unwrap().value,
+            fresh
+                .get(&key(n), true)
+                .unwrap()
+                .unwrap()
+                .value
+                .bytes()
+                .to_vec(),
             value(n, 100)
         );
         assert_eq!(store.get(&key(n), false).unwrap().unwrap().meta, meta(n));
@@ -57,7 +63,13 @@ fn a_new_value_replaces_the_old_one() {
     store.put(&key(1), b"{\"a\":2}", meta(1)).unwrap();
     store.put(&key(1), b"{\"a\":2}", meta(1)).unwrap();
     assert_eq!(
-        store.get(&key(1), false).unwrap().unwrap().value,
+        store
+            .get(&key(1), false)
+            .unwrap()
+            .unwrap()
+            .value
+            .bytes()
+            .to_vec(),
         b"{\"a\":2}"
     );
     assert_eq!(store.stats().unwrap().entries, 1);
@@ -68,7 +80,9 @@ fn a_new_value_replaces_the_old_one() {
             .get(&key(1), false)
             .unwrap()
             .unwrap()
-            .value,
+            .value
+            .bytes()
+            .to_vec(),
         b"{\"a\":2}"
     );
 }
@@ -85,7 +99,13 @@ fn the_index_grows_past_its_first_capacity() {
     let fresh = Store::new(dir.path(), 1 << 30);
     for i in 0..n {
         assert_eq!(
-            fresh.get(&key(i), false).unwrap().unwrap().value,
+            fresh
+                .get(&key(i), false)
+                .unwrap()
+                .unwrap()
+                .value
+                .bytes()
+                .to_vec(),
             value(i, 8),
             "key {i}"
         );
@@ -104,7 +124,13 @@ fn eviction_keeps_the_store_under_its_limit_and_the_newest_entries() {
         assert!(stats.bytes <= limit, "{} bytes after put {i}", stats.bytes);
     }
     assert_eq!(
-        store.get(&key(1999), false).unwrap().unwrap().value,
+        store
+            .get(&key(1999), false)
+            .unwrap()
+            .unwrap()
+            .value
+            .bytes()
+            .to_vec(),
         value(1999, 5000)
     );
     assert!(store.get(&key(0), false).unwrap().is_none());
@@ -125,7 +151,16 @@ fn clear_empties_and_the_store_keeps_working() {
     assert!(other.get(&key(3), false).unwrap().is_none());
     assert_eq!(other.stats().unwrap().entries, 0);
     other.put(&key(3), b"{}", meta(1)).unwrap();
-    assert_eq!(store.get(&key(3), false).unwrap().unwrap().value, b"{}");
+    assert_eq!(
+        store
+            .get(&key(3), false)
+            .unwrap()
+            .unwrap()
+            .value
+            .bytes()
+            .to_vec(),
+        b"{}"
+    );
 }
 
 #[test]
@@ -149,7 +184,13 @@ fn a_lost_or_damaged_index_is_rebuilt_from_the_segments() {
     assert!(report.index_was_unreadable);
     assert_eq!(report.entries, 200);
     assert_eq!(
-        store.get(&key(5), false).unwrap().unwrap().value,
+        store
+            .get(&key(5), false)
+            .unwrap()
+            .unwrap()
+            .value
+            .bytes()
+            .to_vec(),
         value(5, 30)
     );
     for i in 0..SHARDS {
@@ -187,7 +228,13 @@ fn damaged_counters_in_the_index_header_cost_nothing() {
     }
     for i in 0..20000 {
         assert_eq!(
-            store.get(&key(i), false).unwrap().unwrap().value,
+            store
+                .get(&key(i), false)
+                .unwrap()
+                .unwrap()
+                .value
+                .bytes()
+                .to_vec(),
             value(i, 8),
             "key {i}"
         );
@@ -227,7 +274,7 @@ proptest! {
         let mut missing = 0;
         for i in 0..60 {
             match fresh.get(&key(i), false).unwrap() {
-                Some(found) => prop_assert_eq!(found.value, value(i, 40)),
+                Some(found) => prop_assert_eq!(found.value.bytes().to_vec(), value(i, 40)),
                 None => missing += 1,
             }
         }
@@ -237,7 +284,7 @@ proptest! {
         prop_assert_eq!(report.entries + missing, 60);
         for i in 0..60 {
             if let Some(found) = fresh.get(&key(i), false).unwrap() {
-                prop_assert_eq!(found.value, value(i, 40));
+                prop_assert_eq!(found.value.bytes().to_vec(), value(i, 40));
             }
         }
     }
@@ -264,10 +311,94 @@ fn a_store_that_checked_a_header_notices_it_damaged_and_follows_the_rebuilt_inde
     let b = Store::new(dir.path(), 1 << 30);
     b.put(&key(1000), &value(1000, 8), meta(1)).unwrap();
     assert_eq!(
-        a.get(&key(1000), false).unwrap().map(|f| f.value),
+        a.get(&key(1000), false)
+            .unwrap()
+            .map(|f| f.value.bytes().to_vec()),
         Some(value(1000, 8))
     );
     for n in 0..50 {
         assert!(a.get(&key(n), false).unwrap().is_some());
     }
+}
+
+/// Segment files of `dir` this process still maps though they were deleted (their disk space held).
+fn deleted_segments_mapped(dir: &Path) -> usize {
+    let maps = fs::read_to_string("/proc/self/maps").unwrap();
+    let dir = dir.to_str().unwrap();
+    maps.lines()
+        .filter(|line| line.contains(dir) && line.contains(".tds") && line.ends_with("(deleted)"))
+        .count()
+}
+
+#[test]
+fn values_handed_out_outlive_a_clear_without_holding_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path(), 1 << 30);
+    let other = Store::new(dir.path(), 1 << 30); // another process, as far as the files know
+    for i in 0..50 {
+        store.put(&key(i), &value(i, 100), meta(1)).unwrap();
+    }
+    let mine = store.get(&key(1), false).unwrap().unwrap().value;
+    let theirs = other.get(&key(2), false).unwrap().unwrap().value;
+    assert_eq!(deleted_segments_mapped(dir.path()), 0);
+    store.clear().unwrap();
+    assert_eq!(
+        deleted_segments_mapped(dir.path()),
+        1,
+        "only the other store still maps the segment"
+    );
+    assert_eq!(mine.bytes().to_vec(), value(1, 100));
+    // The other store lets go when it next looks at the store and sees the index changed.
+    assert!(other.get(&key(2), false).unwrap().is_none());
+    assert_eq!(
+        deleted_segments_mapped(dir.path()),
+        0,
+        "the other store let go too"
+    );
+    assert_eq!(theirs.bytes().to_vec(), value(2, 100));
+}
+
+#[test]
+fn values_handed_out_outlive_eviction_without_holding_evicted_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path(), 1 << 20);
+    let reader = Store::new(dir.path(), 1 << 20);
+    store.put(&key(0), &value(0, 5000), meta(1)).unwrap();
+    let mine = store.get(&key(0), false).unwrap().unwrap().value;
+    let theirs = reader.get(&key(0), false).unwrap().unwrap().value;
+    for i in 1..2000 {
+        store.put(&key(i), &value(i, 5000), meta(1)).unwrap();
+    }
+    assert!(
+        store.get(&key(0), false).unwrap().is_none(),
+        "the oldest entry was evicted"
+    );
+    assert_eq!(
+        deleted_segments_mapped(dir.path()),
+        1,
+        "only the reader still maps the first segment"
+    );
+    assert!(reader.get(&key(1999), false).unwrap().is_some());
+    assert_eq!(deleted_segments_mapped(dir.path()), 0);
+    assert_eq!(mine.bytes().to_vec(), value(0, 5000));
+    assert_eq!(theirs.bytes().to_vec(), value(0, 5000));
+}
+
+#[test]
+fn values_of_segments_still_on_disk_stay_in_place_when_the_index_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path(), 1 << 30);
+    let reader = Store::new(dir.path(), 1 << 30);
+    store.put(&key(0), &value(0, 100), meta(1)).unwrap();
+    let held = reader.get(&key(0), false).unwrap().unwrap().value;
+    // Growing the index retires shards; the reader remaps, and its value still views the (live) file.
+    for i in 1..3000 {
+        store.put(&key(i), &value(i, 10), meta(1)).unwrap();
+    }
+    assert!(reader.get(&key(2999), false).unwrap().is_some());
+    assert!(
+        matches!(held.bytes(), held::Bytes::Mapped(..)),
+        "copied though its file is still there"
+    );
+    assert_eq!(held.bytes().to_vec(), value(0, 100));
 }
