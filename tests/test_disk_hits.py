@@ -54,7 +54,7 @@ def test_a_disk_entry_holds_what_a_hit_needs_and_the_whole_record_on_request(llm
     record = dspy.cache.disk.get(key)
     assert record["outputs"] == OUTPUTS_ARE_MESSAGE_CONTENTS  # the text is kept once, in the response
     entry = dspy.cache.disk.get_entry(key)
-    assert entry.leading == ([text], record["cost"], record["response_model"])
+    assert entry.leading == ((text,), record["cost"], record["response_model"])
     assert entry.size == len(entry.stored) > 0
     assert entry.derived is None
     assert entry.record == record and entry.record is entry.record  # decoded once, then kept

@@ -6,7 +6,7 @@ use super::store::decode_objects;
 use crate::store::held::HeldValue;
 use crate::store::value;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 use std::sync::OnceLock;
 
@@ -59,7 +59,8 @@ pub struct StoredEntry {
     #[pyo3(get)]
     stored: Py<StoredRecord>,
     /// `(outputs, cost, response_model)`, None for any member the record lacks; `outputs` stored as the
-    /// message-contents marker comes back as that text (None if the response is not shaped so).
+    /// message-contents marker comes back as a tuple of that text (None if the response is not shaped so),
+    /// which hits can share as it is.
     #[pyo3(get)]
     leading: Py<PyTuple>,
     /// What hits on this entry hand out, worked out by its first hit (the LM layer's business).
@@ -148,12 +149,12 @@ impl StoredEntry {
 
 /// The `content` of each choice's `message` in an encoded `response` (checked), or None when it is not
 /// shaped so.
-fn message_contents<'py>(py: Python<'py>, response: &[u8]) -> PyResult<Option<Bound<'py, PyList>>> {
+fn message_contents<'py>(py: Python<'py>, response: &[u8]) -> PyResult<Option<Bound<'py, PyTuple>>> {
     let choices = value::member(response, b"choices")?.map(value::items);
     let Some(choices) = choices.transpose()?.flatten() else {
         return Ok(None);
     };
-    let contents = PyList::empty(py);
+    let mut contents = Vec::with_capacity(1);
     for choice in choices {
         let Some(message) = value::member(choice?, b"message")? else {
             return Ok(None);
@@ -161,7 +162,7 @@ fn message_contents<'py>(py: Python<'py>, response: &[u8]) -> PyResult<Option<Bo
         let Some(content) = value::member(message, b"content")? else {
             return Ok(None);
         };
-        contents.append(decode_objects(py, value::first(content)?)?)?;
+        contents.push(decode_objects(py, value::first(content)?)?);
     }
-    Ok(Some(contents))
+    PyTuple::new(py, contents).map(Some)
 }

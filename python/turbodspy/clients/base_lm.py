@@ -302,7 +302,7 @@ class BaseLM:
         leading = entry.leading
         if leading is not None:
             outputs, cost, response_model = leading
-            if isinstance(outputs, list):  # records written before outputs were kept lack them
+            if isinstance(outputs, (tuple, list)):  # records written before outputs were kept lack them
                 return _derived(CachedResponse(None, cost, entry.stored), response_model, cost, outputs)
         record = entry.record
         data, cost = record["response"], record.get("cost")
@@ -466,14 +466,14 @@ def _observed(fn: Any) -> Any:
     return wrapped
 
 
-def _derived(response: CachedResponse, response_model: Any, cost: Any, outputs: list) -> tuple:
+def _derived(response: CachedResponse, response_model: Any, cost: Any, outputs: list | tuple) -> tuple:
     """What a cache hit hands out, computed once per entry: `(response view, its model, cost, outputs, whether
     the outputs need copies)`. A tuple, not an object: the first hit on each entry builds one."""
     # Its own copies: the first caller's outputs and history entry must not share objects with the cache.
     for output in outputs:
         if type(output) is not str:
             return (response, response_model, cost, tuple(_copy_outputs(outputs)), True)
-    return (response, response_model, cost, tuple(outputs), False)
+    return (response, response_model, cost, tuple(outputs), False)  # a tuple of texts is shared as it is
 
 
 class PreparedCall:
