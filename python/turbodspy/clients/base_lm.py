@@ -302,7 +302,9 @@ class BaseLM:
         leading = entry.leading
         if leading is not None:
             outputs, cost, response_model = leading
-            if isinstance(outputs, (tuple, list)):  # records written before outputs were kept lack them
+            if type(outputs) is tuple:  # the message texts (str or None): immutable, shared as they are
+                return (CachedResponse(None, cost, entry.stored), response_model, cost, outputs, False)
+            if type(outputs) is list:  # records written before outputs were kept lack them
                 return _derived(CachedResponse(None, cost, entry.stored), response_model, cost, outputs)
         record = entry.record
         data, cost = record["response"], record.get("cost")
@@ -466,14 +468,14 @@ def _observed(fn: Any) -> Any:
     return wrapped
 
 
-def _derived(response: CachedResponse, response_model: Any, cost: Any, outputs: list | tuple) -> tuple:
+def _derived(response: CachedResponse, response_model: Any, cost: Any, outputs: list) -> tuple:
     """What a cache hit hands out, computed once per entry: `(response view, its model, cost, outputs, whether
     the outputs need copies)`. A tuple, not an object: the first hit on each entry builds one."""
     # Its own copies: the first caller's outputs and history entry must not share objects with the cache.
     for output in outputs:
         if type(output) is not str:
             return (response, response_model, cost, tuple(_copy_outputs(outputs)), True)
-    return (response, response_model, cost, tuple(outputs), False)  # a tuple of texts is shared as it is
+    return (response, response_model, cost, tuple(outputs), False)
 
 
 class PreparedCall:
