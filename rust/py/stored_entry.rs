@@ -149,7 +149,10 @@ impl StoredEntry {
 
 /// The `content` of each choice's `message` in an encoded `response` (checked), or None when it is not
 /// shaped so.
-fn message_contents<'py>(py: Python<'py>, response: &[u8]) -> PyResult<Option<Bound<'py, PyTuple>>> {
+fn message_contents<'py>(
+    py: Python<'py>,
+    response: &[u8],
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
     let choices = value::member(response, b"choices")?.map(value::items);
     let Some(choices) = choices.transpose()?.flatten() else {
         return Ok(None);
