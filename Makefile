@@ -18,12 +18,12 @@ build: deps
 # Dev extras are installed once per change of pyproject.toml.
 deps: $(VENV)/.deps-installed
 
-$(VENV)/.deps-installed: pyproject.toml
+$(VENV)/.deps-installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q maturin
+	$(PY) -m pip install -q maturin -c constraints.txt
 	$(PY) -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\\n'.join(p['dependencies'] + p['optional-dependencies']['dev']))" > $(VENV)/requirements.txt
-	$(PY) -m pip install -q -r $(VENV)/requirements.txt
+	$(PY) -m pip install -q -r $(VENV)/requirements.txt -c constraints.txt
 	touch $@
 
 lint: deps

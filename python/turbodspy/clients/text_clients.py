@@ -65,19 +65,25 @@ def client_for(litellm: Any, sent: dict[str, Any], asynchronous: bool) -> Any | 
 def _timeout(litellm: Any, sent: dict[str, Any]) -> Any:
     """The timeout LiteLLM would give the client it builds for this call (None when it cannot be known)."""
     try:
-        from litellm.litellm_core_utils.completion_timeout import CompletionTimeout
+        from litellm.litellm_core_utils import completion_timeout
         from litellm.litellm_core_utils.request_timeout_resolver import get_configured_request_timeout
 
         supports_httpx_timeout = litellm.utils.supports_httpx_timeout
     except (ImportError, AttributeError):
         return None
-    return CompletionTimeout.resolve(
-        sent.get("timeout"),
-        sent,
-        "text-completion-openai",
-        global_timeout=get_configured_request_timeout(),
-        supports_httpx_timeout=supports_httpx_timeout,
-    )
+    settings: dict[str, Any] = {
+        "global_timeout": get_configured_request_timeout(),
+        "supports_httpx_timeout": supports_httpx_timeout,
+    }
+    stream_kind = getattr(completion_timeout, "StreamKind", None)
+    if stream_kind is not None:  # LiteLLM 1.110+ resolves stream timeouts too (OpenAI streams are live, not faked)
+        settings["stream_kind"] = stream_kind.LIVE if sent.get("stream") else stream_kind.NOT_STREAMED
+    try:
+        return completion_timeout.CompletionTimeout.resolve(
+            sent.get("timeout"), sent, "text-completion-openai", **settings
+        )
+    except (AttributeError, TypeError):  # a LiteLLM whose resolver asks for more: let it build its own client
+        return None
 
 
 def _build(litellm: Any, api_key: str, api_base: str, timeout: Any, asynchronous: bool) -> Any:
