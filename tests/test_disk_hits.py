@@ -94,6 +94,25 @@ def test_hits_from_disk_stay_whole_after_another_process_clears_the_cache_and_ho
     assert len(llm_server.model_requests) == len(prompts) + 1
 
 
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads this process's mappings")
+def test_hits_read_through_a_replaced_cache_hold_no_file_another_process_deletes_later(llm_server):
+    lm = openai_lm(llm_server)
+    prompts = [f"Question {n}: what is {n} times {n}?" for n in range(10)]
+    for prompt in prompts:
+        lm(prompt)
+    directory = dspy.cache.disk.directory
+    dspy.cache.reset_memory_cache()
+    answers = [lm(prompt) for prompt in prompts]  # from disk, held by the memory tier and history
+    dspy.configure_cache(disk_cache_dir=str(directory))  # the old cache goes; its hits stay with us
+    cleared = subprocess.run(
+        [sys.executable, "-m", "turbodspy", "cache", "--dir", str(directory), "clear"], capture_output=True, timeout=60
+    )
+    assert cleared.returncode == 0, cleared.stderr
+    assert deleted_files_mapped(directory) == []  # nothing of ours looks at the store again, and nothing is held
+    for hit, (text,) in zip(lm.history[-len(prompts) :], answers, strict=True):
+        assert hit["response"].choices[0].message.content == text
+
+
 def test_dict_outputs_from_disk_are_equal_and_cannot_change_the_cache(llm_server):
     llm_server.script([Reply(text=None, tool_calls=[{"name": "search", "arguments": {"q": "dspy"}}])])
     lm = openai_lm(llm_server)

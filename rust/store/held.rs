@@ -2,11 +2,13 @@
 //!
 //! A hit's value lives as long as whoever holds it (the memory tier, a history entry), often far longer
 //! than the store keeps that segment. A view would keep a deleted segment's disk space (the mapping holds
-//! the file), so the store remembers which values view each segment and copies them out before letting a
-//! deleted segment go. Copying at hit time instead costs every hit a fresh allocation as large as the value.
+//! the file), so the store remembers which values view each segment and copies them out once it sees the
+//! segment's file deleted, and all of them when the store itself goes (nobody watches the files then).
+//! Copying at hit time instead costs every hit a fresh allocation as large as the value.
 
 use memmap2::Mmap;
 use std::collections::HashMap;
+use std::fs::File;
 use std::ops::{Deref, Range};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -58,14 +60,15 @@ fn lock(cell: &Mutex<Bytes>) -> MutexGuard<'_, Bytes> {
     cell.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The values handed out per segment that may still view its mapping.
+/// The values handed out per segment that may still view its mapping. Dropping it copies them all out.
 #[derive(Default)]
 pub struct Holders {
     by_segment: HashMap<u32, Views>,
 }
 
-#[derive(Default)]
 struct Views {
+    /// The segment's file, open: its link count says whether it was deleted (its name may be reused).
+    file: Arc<File>,
     cells: Vec<Weak<Mutex<Bytes>>>,
     /// Dropped values are swept from `cells` when it reaches this length, so it stays within twice the live ones.
     sweep_at: usize,
@@ -74,10 +77,21 @@ struct Views {
 const FIRST_SWEEP: usize = 64;
 
 impl Holders {
-    /// A value viewing `range` of segment `segment`'s mapping, remembered until it is dropped or copied out.
-    pub fn hand_out(&mut self, segment: u32, map: &Arc<Mmap>, range: Range<usize>) -> HeldValue {
+    /// A value viewing `range` of `map`, the mapping of segment `segment` (open as `file`), remembered
+    /// until it is dropped or copied out.
+    pub fn hand_out(
+        &mut self,
+        segment: u32,
+        file: &Arc<File>,
+        map: &Arc<Mmap>,
+        range: Range<usize>,
+    ) -> HeldValue {
         let cell = Arc::new(Mutex::new(Bytes::Mapped(Arc::clone(map), range)));
-        let views = self.by_segment.entry(segment).or_default();
+        let views = self.by_segment.entry(segment).or_insert_with(|| Views {
+            file: Arc::clone(file),
+            cells: vec![],
+            sweep_at: 0,
+        });
         if views.cells.len() >= views.sweep_at {
             views.cells.retain(|cell| cell.strong_count() > 0);
             views.sweep_at = (views.cells.len() * 2).max(FIRST_SWEEP);
@@ -89,15 +103,56 @@ impl Holders {
     /// Copies out every value viewing segment `segment`, so its mapping can go.
     pub fn release(&mut self, segment: u32) {
         if let Some(views) = self.by_segment.remove(&segment) {
-            for cell in views.cells.iter().filter_map(Weak::upgrade) {
-                HeldValue::copy_out(&cell);
-            }
+            views.copy_out();
         }
     }
 
+    /// Copies out the values viewing segments whose files were deleted. Other values keep viewing theirs.
+    pub fn release_deleted(&mut self) {
+        self.by_segment.retain(|_, views| {
+            let linked = still_linked(&views.file);
+            if !linked {
+                views.copy_out();
+            }
+            linked
+        });
+    }
+
     /// The segments some handed-out value may still view.
+    #[cfg(test)]
     pub fn segments(&self) -> Vec<u32> {
         self.by_segment.keys().copied().collect()
+    }
+}
+
+/// Whether `file` still has a name. A file that cannot be asked counts as deleted: a copy is always safe.
+fn still_linked(file: &File) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        file.metadata().is_ok_and(|m| m.nlink() > 0)
+    }
+    // Elsewhere a mapped file cannot be deleted at all.
+    #[cfg(not(unix))]
+    {
+        file.metadata().is_ok()
+    }
+}
+
+impl Views {
+    fn copy_out(&self) {
+        for cell in self.cells.iter().filter_map(Weak::upgrade) {
+            HeldValue::copy_out(&cell);
+        }
+    }
+}
+
+impl Drop for Holders {
+    /// Values outlive their store as copies: once it is gone, nothing would see their files deleted.
+    fn drop(&mut self) {
+        for views in self.by_segment.values() {
+            views.copy_out();
+        }
     }
 }
 
@@ -114,11 +169,16 @@ mod tests {
         Arc::new(map.make_read_only().unwrap())
     }
 
+    fn named_file(dir: &tempfile::TempDir, name: &str) -> Arc<File> {
+        Arc::new(File::create(dir.path().join(name)).unwrap())
+    }
+
     #[test]
     fn released_values_keep_their_bytes_and_let_the_mapping_go() {
+        let dir = tempfile::tempdir().unwrap();
         let map = mapping(b"0123456789");
         let mut holders = Holders::default();
-        let value = holders.hand_out(7, &map, 2..6);
+        let value = holders.hand_out(7, &named_file(&dir, "a"), &map, 2..6);
         assert_eq!(&*value.bytes(), b"2345");
         holders.release(7);
         assert!(matches!(value.bytes(), Bytes::Owned(_)));
@@ -132,12 +192,50 @@ mod tests {
     }
 
     #[test]
-    fn dropped_values_are_not_remembered_for_long() {
+    fn only_values_of_deleted_files_are_copied_out() {
+        let dir = tempfile::tempdir().unwrap();
         let map = mapping(b"0123456789");
         let mut holders = Holders::default();
-        let kept: Vec<HeldValue> = (0..100).map(|_| holders.hand_out(1, &map, 0..4)).collect();
+        let kept = holders.hand_out(1, &named_file(&dir, "kept"), &map, 0..4);
+        let deleted = holders.hand_out(2, &named_file(&dir, "deleted"), &map, 4..8);
+        std::fs::remove_file(dir.path().join("deleted")).unwrap();
+        holders.release_deleted();
+        assert!(matches!(kept.bytes(), Bytes::Mapped(..)));
+        assert!(matches!(deleted.bytes(), Bytes::Owned(_)));
+        assert_eq!(&*deleted.bytes(), b"4567");
+        assert_eq!(holders.segments(), vec![1]);
+        // A new file under the deleted one's name does not count as the old one.
+        let reused = named_file(&dir, "kept");
+        std::fs::remove_file(dir.path().join("kept")).unwrap();
+        drop(File::create(dir.path().join("kept")).unwrap());
+        drop(reused);
+        holders.release_deleted();
+        assert!(matches!(kept.bytes(), Bytes::Owned(_)));
+    }
+
+    #[test]
+    fn values_outlive_their_holders_as_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let map = mapping(b"0123456789");
+        let mut holders = Holders::default();
+        let value = holders.hand_out(1, &named_file(&dir, "a"), &map, 1..3);
+        drop(holders);
+        assert!(matches!(value.bytes(), Bytes::Owned(_)));
+        assert_eq!(&*value.bytes(), b"12");
+        assert_eq!(Arc::strong_count(&map), 1);
+    }
+
+    #[test]
+    fn dropped_values_are_not_remembered_for_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = named_file(&dir, "a");
+        let map = mapping(b"0123456789");
+        let mut holders = Holders::default();
+        let kept: Vec<HeldValue> = (0..100)
+            .map(|_| holders.hand_out(1, &file, &map, 0..4))
+            .collect();
         for _ in 0..100_000 {
-            drop(holders.hand_out(1, &map, 0..4));
+            drop(holders.hand_out(1, &file, &map, 0..4));
         }
         let remembered = holders.by_segment[&1].cells.len();
         assert!(

@@ -23,6 +23,7 @@ use index::{Counter, Index, Location, HEADER_CHECKED_WORDS};
 use memmap2::{Mmap, MmapOptions, MmapRaw};
 use record::{RecordMeta, KEY_LEN};
 use std::cell::OnceCell;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -132,42 +133,78 @@ impl MappedIndex {
     }
 }
 
-/// Read-only mappings of segments, remapped when a record lies past the end mapped so far.
+/// Read-only mappings of segments, with the values handed out that view them.
 #[derive(Default)]
 struct Segments {
-    maps: HashMap<u32, Arc<Mmap>>,
-    /// Values handed out that view these mappings (or earlier, shorter ones of the same segments).
+    maps: HashMap<u32, MappedSegment>,
+    /// Values handed out that view these mappings (or earlier ones of the same segments).
     held: Holders,
 }
 
+/// A segment's mapping. It reaches past the file's end, so a segment another process is filling is
+/// remapped a few times, not once per record: values keep the mapping they view alive, and one mapping
+/// per hit would exhaust the process's mappings.
+struct MappedSegment {
+    file: Arc<File>,
+    map: Arc<Mmap>,
+    /// The file's length when last asked. Only bytes below it are read: past the end, pages fault.
+    file_len: u64,
+}
+
+/// Address space for a segment of `len` bytes: two to four times its length, at least 1 MiB.
+fn mapped_len(len: u64) -> u64 {
+    (len.max(1 << 19) * 2).next_power_of_two()
+}
+
+fn map_segment(file: &File, file_len: u64) -> Option<Arc<Mmap>> {
+    let len = usize::try_from(mapped_len(file_len)).ok()?;
+    // SAFETY: segment files are append-only and never truncated by turbodspy (see the module docs):
+    // bytes already in the file do not change, and only bytes below its known length are read.
+    unsafe { MmapOptions::new().len(len).map(file) }
+        .ok()
+        .map(Arc::new)
+}
+
 impl Segments {
+    /// Segment `id`'s bytes, if it holds at least `end` of them.
     fn bytes(&mut self, dir: &Path, id: u32, end: u64) -> Option<&[u8]> {
-        let long_enough = self.maps.get(&id).is_some_and(|m| m.len() as u64 >= end);
-        if !long_enough {
-            let file = File::open(segment::path(dir, id)).ok()?;
-            // SAFETY: segment files are append-only and never truncated by turbodspy (see the module
-            // docs); bytes already in the file do not change, so the mapping stays valid while held.
-            let map = unsafe { MmapOptions::new().map(&file) }.ok()?;
-            self.maps.insert(id, Arc::new(map));
+        let seg = match self.maps.entry(id) {
+            Entry::Occupied(mapped) => mapped.into_mut(),
+            Entry::Vacant(slot) => {
+                let file = File::open(segment::path(dir, id)).ok()?;
+                let file_len = file.metadata().ok()?.len();
+                let map = map_segment(&file, file_len)?;
+                slot.insert(MappedSegment {
+                    file: Arc::new(file),
+                    map,
+                    file_len,
+                })
+            }
+        };
+        if end > seg.file_len {
+            seg.file_len = seg.file.metadata().ok()?.len();
+            if end > seg.file_len {
+                return None;
+            }
         }
-        let map = self.maps.get(&id)?;
-        (map.len() as u64 >= end).then(|| &map[..])
+        if seg.file_len > seg.map.len() as u64 {
+            seg.map = map_segment(&seg.file, seg.file_len)?;
+        }
+        Some(&seg.map[..seg.file_len as usize])
     }
 
     /// A value at `range` of segment `id`, which `bytes` mapped.
     fn hand_out(&mut self, id: u32, range: std::ops::Range<usize>) -> HeldValue {
-        self.held.hand_out(id, &self.maps[&id], range)
+        let seg = &self.maps[&id];
+        self.held.hand_out(id, &seg.file, &seg.map, range)
     }
 
     /// Drops every mapping (the index changed; what is still in use is mapped again on demand). Values
     /// viewing a segment since deleted are copied out, so the file's space is freed; the others keep viewing
-    /// their files. A segment another process deletes just after this looks is let go at the next change.
-    fn unmap_all(&mut self, dir: &Path) {
-        for id in self.held.segments() {
-            if !segment::path(dir, id).exists() {
-                self.held.release(id);
-            }
-        }
+    /// their files. Segments are deleted before the index that drops them is published, so a change seen
+    /// here follows the deletions it made.
+    fn unmap_all(&mut self) {
+        self.held.release_deleted();
         self.maps.clear();
     }
 
@@ -280,7 +317,7 @@ impl Store {
             // A new index may have dropped whole segments (eviction, clear): unmap ours, and any other
             // retired shards, so deleted files do not keep their disk space. What is still in use is
             // mapped again on demand.
-            st.segments.unmap_all(&self.dir);
+            st.segments.unmap_all();
             for shard in st.shards.iter_mut() {
                 if shard
                     .as_ref()
@@ -328,14 +365,24 @@ impl Store {
         self.get_in(&mut self.state(), key, count)
     }
 
-    /// Like `get`, or None at once if another thread of this process is using the store (a caller holding
-    /// Python's GIL then waits with the GIL released).
+    /// Like `get` when the index shards it reads are mapped and current; None at once if another thread of
+    /// this process is using the store, or the index must be mapped again (which may copy out values of
+    /// deleted segments). A caller holding Python's GIL then calls `get` with the GIL released.
     pub fn try_get(&self, key: &[u8; KEY_LEN], count: bool) -> Option<Result<Option<Found>>> {
         let mut st = match self.state.try_lock() {
             Ok(st) => st,
             Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return None,
         };
+        let current = |i: usize| {
+            st.shards[i]
+                .as_ref()
+                .and_then(MappedIndex::view)
+                .is_some_and(|v| !v.is_retired())
+        };
+        if !current(shard_of(key)) || (count && !current(GLOBAL)) {
+            return None;
+        }
         Some(self.get_in(&mut st, key, count))
     }
 
@@ -824,29 +871,25 @@ impl Store {
         if dropped.is_empty() {
             return Ok(());
         }
+        // Files first, then the index (as in `clear`). Unlinking leaves other processes' mappings valid;
+        // the space returns when they unmap.
         let active = global.get(Counter::ActiveSegment) as u32;
-        let gone: Vec<u32> = dropped.iter().map(|d| d.0).collect();
-        for i in 0..SHARDS {
-            self.rebuild(st, i, &|loc| !gone.contains(&loc.segment))?;
-        }
-        let State {
-            shards,
-            segments,
-            active: writer_active,
-            ..
-        } = st;
-        let global = shards[GLOBAL]
-            .as_ref()
-            .and_then(MappedIndex::view)
-            .expect("rebuilt");
-        for (id, size) in dropped {
-            // Unlinking leaves other processes' mappings valid; the space returns when they unmap.
+        for &(id, size) in &dropped {
             let _ = fs::remove_file(segment::path(&self.dir, id));
             global.sub(Counter::DataBytes, size);
-            segments.forget(id);
             if id == active {
                 global.set(Counter::ActiveSegment, 0);
-                *writer_active = None;
+            }
+        }
+        // Entries of any segment now missing go (also those a writer killed before this step left behind).
+        let left = self.segment_ids()?;
+        for i in 0..SHARDS {
+            self.rebuild(st, i, &|loc| left.binary_search(&loc.segment).is_ok())?;
+        }
+        for (id, _) in dropped {
+            st.segments.forget(id);
+            if id == active {
+                st.active = None;
             }
         }
         Ok(())
@@ -857,6 +900,12 @@ impl Store {
         self.locked(|st| {
             let ids = self.segment_ids()?;
             let mut next = u64::from(ids.last().map_or(1, |&id| id + 1));
+            // Files first, then the index: a reader that sees the new index finds them gone, and copies
+            // out what it holds of them. Until then it finds old entries, or misses where a file is gone.
+            for &id in &ids {
+                let _ = fs::remove_file(segment::path(&self.dir, id));
+            }
+            let _ = fs::remove_dir_all(self.dir.join(QUARANTINE_DIR));
             for i in 0..SHARDS {
                 self.refresh_shard(st, i)?;
                 let old = st.shards[i].take();
@@ -873,11 +922,7 @@ impl Store {
                 })?;
                 self.publish(st, i, old_view.as_ref(), new)?;
             }
-            for id in ids {
-                let _ = fs::remove_file(segment::path(&self.dir, id));
-            }
-            let _ = fs::remove_dir_all(self.dir.join(QUARANTINE_DIR));
-            st.segments.unmap_all(&self.dir);
+            st.segments.unmap_all();
             st.active = None;
             st.local_hits = 0;
             st.local_misses = 0;

@@ -402,3 +402,89 @@ fn values_of_segments_still_on_disk_stay_in_place_when_the_index_changes() {
     );
     assert_eq!(held.bytes().to_vec(), value(0, 100));
 }
+
+/// How many separate mappings of `path` this process holds.
+fn mappings_of(path: &Path) -> usize {
+    let maps = fs::read_to_string("/proc/self/maps").unwrap();
+    let path = path.to_str().unwrap();
+    maps.lines().filter(|line| line.ends_with(path)).count()
+}
+
+#[test]
+fn a_reader_following_a_writer_maps_the_growing_segment_a_few_times_not_per_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Store::new(dir.path(), 1 << 30);
+    let reader = Store::new(dir.path(), 1 << 30);
+    let mut held = vec![];
+    for i in 0..3000 {
+        writer.put(&key(i), &value(i, 1000), meta(1)).unwrap();
+        held.push(reader.get(&key(i), false).unwrap().unwrap().value);
+    }
+    let segments = segment_files(dir.path());
+    assert_eq!(segments.len(), 1, "one segment holds them all");
+    let mappings = mappings_of(&segments[0]);
+    // The segment grew to ~3 MB one record at a time: its mapping doubled from 1 MiB a few times.
+    assert!(
+        (1..=6).contains(&mappings),
+        "{mappings} mappings of one segment"
+    );
+    for (i, value) in held.iter().enumerate() {
+        assert_eq!(value.bytes().to_vec(), self::value(i as u64, 1000));
+    }
+}
+
+#[test]
+fn a_reader_busy_during_another_stores_clear_lets_every_deleted_segment_go() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Store::new(dir.path(), 1 << 30);
+        let reader = Store::new(dir.path(), 1 << 30);
+        for i in 0..200 {
+            writer.put(&key(i), &value(i, 200), meta(1)).unwrap();
+        }
+        let cleared = std::sync::atomic::AtomicBool::new(false);
+        let held = std::thread::scope(|s| {
+            let reading = s.spawn(|| {
+                let mut held = vec![];
+                let mut i = 0;
+                while !cleared.load(Ordering::Acquire) {
+                    if let Some(found) = reader.get(&key(i % 200), false).unwrap() {
+                        held.push((i % 200, found.value));
+                    }
+                    i += 1;
+                }
+                held
+            });
+            std::thread::sleep(std::time::Duration::from_millis(2 + round % 5));
+            writer.clear().unwrap();
+            cleared.store(true, Ordering::Release);
+            reading.join().unwrap()
+        });
+        assert!(!held.is_empty());
+        // Looking at the store once more, the reader sees the clear, whenever its reads fell.
+        assert!(reader.get(&key(0), false).unwrap().is_none());
+        assert_eq!(
+            deleted_segments_mapped(dir.path()),
+            0,
+            "round {round}: a deleted segment stays mapped"
+        );
+        for (i, value) in &held {
+            assert_eq!(value.bytes().to_vec(), self::value(*i, 200));
+        }
+    }
+}
+
+#[test]
+fn values_outlive_their_store_without_holding_files_deleted_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Store::new(dir.path(), 1 << 30);
+    for i in 0..50 {
+        writer.put(&key(i), &value(i, 100), meta(1)).unwrap();
+    }
+    let replaced = Store::new(dir.path(), 1 << 30);
+    let held = replaced.get(&key(7), false).unwrap().unwrap().value;
+    drop(replaced);
+    writer.clear().unwrap();
+    assert_eq!(deleted_segments_mapped(dir.path()), 0);
+    assert_eq!(held.bytes().to_vec(), value(7, 100));
+}
