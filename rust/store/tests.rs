@@ -443,6 +443,7 @@ fn a_reader_busy_during_another_stores_clear_lets_every_deleted_segment_go() {
             writer.put(&key(i), &value(i, 200), meta(1)).unwrap();
         }
         let cleared = std::sync::atomic::AtomicBool::new(false);
+        let reads = std::sync::atomic::AtomicU64::new(0);
         let held = std::thread::scope(|s| {
             let reading = s.spawn(|| {
                 let mut held = vec![];
@@ -452,10 +453,14 @@ fn a_reader_busy_during_another_stores_clear_lets_every_deleted_segment_go() {
                         held.push((i % 200, found.value));
                     }
                     i += 1;
+                    reads.store(i, Ordering::Release);
                 }
                 held
             });
-            std::thread::sleep(std::time::Duration::from_millis(2 + round % 5));
+            // The clear starts at a different point of the reader's walk each round.
+            while reads.load(Ordering::Acquire) < 10 + 37 * round {
+                std::thread::yield_now();
+            }
             writer.clear().unwrap();
             cleared.store(true, Ordering::Release);
             reading.join().unwrap()
