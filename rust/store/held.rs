@@ -6,9 +6,9 @@
 //! segment's file deleted, and all of them when the store itself goes (nobody watches the files then).
 //! Copying at hit time instead costs every hit a fresh allocation as large as the value.
 
+use super::segment::SegmentFile;
 use memmap2::Mmap;
 use std::collections::HashMap;
-use std::fs::File;
 use std::ops::{Deref, Range};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -67,8 +67,7 @@ pub struct Holders {
 }
 
 struct Views {
-    /// The segment's file, open: its link count says whether it was deleted (its name may be reused).
-    file: Arc<File>,
+    file: SegmentFile,
     cells: Vec<Weak<Mutex<Bytes>>>,
     /// Dropped values are swept from `cells` when it reaches this length, so it stays within twice the live ones.
     sweep_at: usize,
@@ -77,18 +76,18 @@ struct Views {
 const FIRST_SWEEP: usize = 64;
 
 impl Holders {
-    /// A value viewing `range` of `map`, the mapping of segment `segment` (open as `file`), remembered
-    /// until it is dropped or copied out.
+    /// A value viewing `range` of `map`, the mapping of segment `segment` (`file`), remembered until it is
+    /// dropped or copied out.
     pub fn hand_out(
         &mut self,
         segment: u32,
-        file: &Arc<File>,
+        file: &SegmentFile,
         map: &Arc<Mmap>,
         range: Range<usize>,
     ) -> HeldValue {
         let cell = Arc::new(Mutex::new(Bytes::Mapped(Arc::clone(map), range)));
         let views = self.by_segment.entry(segment).or_insert_with(|| Views {
-            file: Arc::clone(file),
+            file: file.clone(),
             cells: vec![],
             sweep_at: 0,
         });
@@ -110,11 +109,11 @@ impl Holders {
     /// Copies out the values viewing segments whose files were deleted. Other values keep viewing theirs.
     pub fn release_deleted(&mut self) {
         self.by_segment.retain(|_, views| {
-            let linked = still_linked(&views.file);
-            if !linked {
+            let on_disk = views.file.current_len().is_some();
+            if !on_disk {
                 views.copy_out();
             }
-            linked
+            on_disk
         });
     }
 
@@ -122,20 +121,6 @@ impl Holders {
     #[cfg(test)]
     pub fn segments(&self) -> Vec<u32> {
         self.by_segment.keys().copied().collect()
-    }
-}
-
-/// Whether `file` still has a name. A file that cannot be asked counts as deleted: a copy is always safe.
-fn still_linked(file: &File) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        file.metadata().is_ok_and(|m| m.nlink() > 0)
-    }
-    // Elsewhere a mapped file cannot be deleted at all.
-    #[cfg(not(unix))]
-    {
-        file.metadata().is_ok()
     }
 }
 
@@ -160,25 +145,21 @@ impl Drop for Holders {
 mod tests {
     use super::*;
 
-    fn mapping(bytes: &[u8]) -> Arc<Mmap> {
-        let mut map = memmap2::MmapOptions::new()
-            .len(bytes.len())
-            .map_anon()
-            .unwrap();
-        map.copy_from_slice(bytes);
-        Arc::new(map.make_read_only().unwrap())
-    }
-
-    fn named_file(dir: &tempfile::TempDir, name: &str) -> Arc<File> {
-        Arc::new(File::create(dir.path().join(name)).unwrap())
+    /// A file `name` holding "0123456789", mapped as a segment is.
+    fn segment(dir: &tempfile::TempDir, name: &str) -> (SegmentFile, Arc<Mmap>) {
+        let path = dir.path().join(name);
+        std::fs::write(&path, b"0123456789").unwrap();
+        let (file, open, _) = SegmentFile::open(path).unwrap();
+        let map = unsafe { memmap2::Mmap::map(&open) }.unwrap();
+        (file, Arc::new(map))
     }
 
     #[test]
     fn released_values_keep_their_bytes_and_let_the_mapping_go() {
         let dir = tempfile::tempdir().unwrap();
-        let map = mapping(b"0123456789");
+        let (file, map) = segment(&dir, "a");
         let mut holders = Holders::default();
-        let value = holders.hand_out(7, &named_file(&dir, "a"), &map, 2..6);
+        let value = holders.hand_out(7, &file, &map, 2..6);
         assert_eq!(&*value.bytes(), b"2345");
         holders.release(7);
         assert!(matches!(value.bytes(), Bytes::Owned(_)));
@@ -194,31 +175,31 @@ mod tests {
     #[test]
     fn only_values_of_deleted_files_are_copied_out() {
         let dir = tempfile::tempdir().unwrap();
-        let map = mapping(b"0123456789");
         let mut holders = Holders::default();
-        let kept = holders.hand_out(1, &named_file(&dir, "kept"), &map, 0..4);
-        let deleted = holders.hand_out(2, &named_file(&dir, "deleted"), &map, 4..8);
+        let (kept_file, kept_map) = segment(&dir, "kept");
+        let (deleted_file, deleted_map) = segment(&dir, "deleted");
+        let kept = holders.hand_out(1, &kept_file, &kept_map, 0..4);
+        let deleted = holders.hand_out(2, &deleted_file, &deleted_map, 4..8);
         std::fs::remove_file(dir.path().join("deleted")).unwrap();
         holders.release_deleted();
         assert!(matches!(kept.bytes(), Bytes::Mapped(..)));
         assert!(matches!(deleted.bytes(), Bytes::Owned(_)));
         assert_eq!(&*deleted.bytes(), b"4567");
         assert_eq!(holders.segments(), vec![1]);
-        // A new file under the deleted one's name does not count as the old one.
-        let reused = named_file(&dir, "kept");
+        // A new file under the old one's name is not the old one.
         std::fs::remove_file(dir.path().join("kept")).unwrap();
-        drop(File::create(dir.path().join("kept")).unwrap());
-        drop(reused);
+        std::fs::write(dir.path().join("kept"), b"0123456789").unwrap();
         holders.release_deleted();
         assert!(matches!(kept.bytes(), Bytes::Owned(_)));
+        assert_eq!(&*kept.bytes(), b"0123");
     }
 
     #[test]
     fn values_outlive_their_holders_as_copies() {
         let dir = tempfile::tempdir().unwrap();
-        let map = mapping(b"0123456789");
+        let (file, map) = segment(&dir, "a");
         let mut holders = Holders::default();
-        let value = holders.hand_out(1, &named_file(&dir, "a"), &map, 1..3);
+        let value = holders.hand_out(1, &file, &map, 1..3);
         drop(holders);
         assert!(matches!(value.bytes(), Bytes::Owned(_)));
         assert_eq!(&*value.bytes(), b"12");
@@ -228,8 +209,7 @@ mod tests {
     #[test]
     fn dropped_values_are_not_remembered_for_long() {
         let dir = tempfile::tempdir().unwrap();
-        let file = named_file(&dir, "a");
-        let map = mapping(b"0123456789");
+        let (file, map) = segment(&dir, "a");
         let mut holders = Holders::default();
         let kept: Vec<HeldValue> = (0..100)
             .map(|_| holders.hand_out(1, &file, &map, 0..4))

@@ -22,6 +22,7 @@ use held::{HeldValue, Holders};
 use index::{Counter, Index, Location, HEADER_CHECKED_WORDS};
 use memmap2::{Mmap, MmapOptions, MmapRaw};
 use record::{RecordMeta, KEY_LEN};
+use segment::SegmentFile;
 use std::cell::OnceCell;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -145,7 +146,7 @@ struct Segments {
 /// remapped a few times, not once per record: values keep the mapping they view alive, and one mapping
 /// per hit would exhaust the process's mappings.
 struct MappedSegment {
-    file: Arc<File>,
+    file: SegmentFile,
     map: Arc<Mmap>,
     /// The file's length when last asked. Only bytes below it are read: past the end, pages fault.
     file_len: u64,
@@ -171,24 +172,23 @@ impl Segments {
         let seg = match self.maps.entry(id) {
             Entry::Occupied(mapped) => mapped.into_mut(),
             Entry::Vacant(slot) => {
-                let file = File::open(segment::path(dir, id)).ok()?;
-                let file_len = file.metadata().ok()?.len();
-                let map = map_segment(&file, file_len)?;
+                let (file, open, file_len) = SegmentFile::open(segment::path(dir, id))?;
+                let map = map_segment(&open, file_len)?;
                 slot.insert(MappedSegment {
-                    file: Arc::new(file),
+                    file,
                     map,
                     file_len,
                 })
             }
         };
         if end > seg.file_len {
-            seg.file_len = seg.file.metadata().ok()?.len();
+            seg.file_len = seg.file.current_len()?;
             if end > seg.file_len {
                 return None;
             }
         }
         if seg.file_len > seg.map.len() as u64 {
-            seg.map = map_segment(&seg.file, seg.file_len)?;
+            seg.map = map_segment(&seg.file.reopen()?, seg.file_len)?;
         }
         Some(&seg.map[..seg.file_len as usize])
     }
@@ -199,13 +199,13 @@ impl Segments {
         self.held.hand_out(id, &seg.file, &seg.map, range)
     }
 
-    /// Drops every mapping (the index changed; what is still in use is mapped again on demand). Values
-    /// viewing a segment since deleted are copied out, so the file's space is freed; the others keep viewing
-    /// their files. Segments are deleted before the index that drops them is published, so a change seen
-    /// here follows the deletions it made.
-    fn unmap_all(&mut self) {
+    /// Lets go of segments deleted since they were mapped (the index changed, so some may be): values viewing
+    /// them are copied out and their mappings dropped, so the files' space is freed. Segments still on disk
+    /// stay mapped, their values in place. Segments are deleted before the index that drops them is
+    /// published, so a change seen here follows the deletions that came with it.
+    fn let_go_of_deleted(&mut self) {
         self.held.release_deleted();
-        self.maps.clear();
+        self.maps.retain(|_, seg| seg.file.current_len().is_some());
     }
 
     /// Drops segment `id`, which this process deleted; values viewing it are copied out.
@@ -314,10 +314,9 @@ impl Store {
             if mapped.view().is_some_and(|v| !v.is_retired()) {
                 return Ok(());
             }
-            // A new index may have dropped whole segments (eviction, clear): unmap ours, and any other
-            // retired shards, so deleted files do not keep their disk space. What is still in use is
-            // mapped again on demand.
-            st.segments.unmap_all();
+            // A new index may have dropped whole segments (eviction, clear): let go of deleted ones, and
+            // of any other retired shards, so deleted files do not keep their disk space.
+            st.segments.let_go_of_deleted();
             for shard in st.shards.iter_mut() {
                 if shard
                     .as_ref()
@@ -374,11 +373,12 @@ impl Store {
             Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return None,
         };
+        // A shard mapped but retired or unreadable is mapped again, which may copy out values. A shard not
+        // mapped at all (no index yet) only costs a failed open.
         let current = |i: usize| {
             st.shards[i]
                 .as_ref()
-                .and_then(MappedIndex::view)
-                .is_some_and(|v| !v.is_retired())
+                .is_none_or(|m| m.view().is_some_and(|v| !v.is_retired()))
         };
         if !current(shard_of(key)) || (count && !current(GLOBAL)) {
             return None;
@@ -591,10 +591,17 @@ impl Store {
             }
         }
         let mut len = match writer_active {
-            Some((_, f)) => f
-                .metadata()
-                .map_err(io_err("cannot stat a cache segment", &self.dir))?
-                .len(),
+            Some((_, f)) => {
+                let meta = f
+                    .metadata()
+                    .map_err(io_err("cannot stat a cache segment", &self.dir))?;
+                // Deleted by a clear or eviction that died before publishing the index without it: its
+                // records would be unreadable, so a new segment starts.
+                if segment::is_deleted(&meta) {
+                    *writer_active = None;
+                }
+                meta.len()
+            }
             None => 0,
         };
         let full = len + buf.len() as u64 > self.segment_target()
@@ -922,7 +929,7 @@ impl Store {
                 })?;
                 self.publish(st, i, old_view.as_ref(), new)?;
             }
-            st.segments.unmap_all();
+            st.segments.let_go_of_deleted();
             st.active = None;
             st.local_hits = 0;
             st.local_misses = 0;

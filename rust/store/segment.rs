@@ -5,7 +5,9 @@
 //! which leaves existing mappings valid.
 
 use super::record::{self, Record, ALIGN, RECORD_MAGIC};
+use std::fs::{self, File, Metadata};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"TDSSEGMT");
 pub const SEGMENT_VERSION: u32 = 1;
@@ -22,6 +24,68 @@ pub fn id_of(name: &str) -> Option<u32> {
         digits.parse().ok()
     } else {
         None
+    }
+}
+
+/// A segment file as this process first opened it. Its name may later be deleted, or even given to a new
+/// file (if the index was lost and ids started over), so the file is known by its identity, not its name.
+/// No descriptor is kept: a reader of a big store would otherwise hold one per segment.
+#[derive(Clone, Debug)]
+pub struct SegmentFile {
+    path: Arc<Path>,
+    identity: (u64, u64),
+}
+
+impl SegmentFile {
+    /// Opens segment `path` for reading, with its length now.
+    pub fn open(path: PathBuf) -> Option<(SegmentFile, File, u64)> {
+        let file = File::open(&path).ok()?;
+        let meta = file.metadata().ok()?;
+        let segment = SegmentFile {
+            path: path.into(),
+            identity: identity(&meta),
+        };
+        Some((segment, file, meta.len()))
+    }
+
+    /// The file's length now, or None once its name no longer leads to it (deleted, or replaced).
+    pub fn current_len(&self) -> Option<u64> {
+        let meta = fs::metadata(&self.path).ok()?;
+        (identity(&meta) == self.identity).then_some(meta.len())
+    }
+
+    /// The file, opened again by name, if the name still leads to it.
+    pub fn reopen(&self) -> Option<File> {
+        let file = File::open(&self.path).ok()?;
+        (identity(&file.metadata().ok()?) == self.identity).then_some(file)
+    }
+}
+
+fn identity(meta: &Metadata) -> (u64, u64) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        (meta.dev(), meta.ino())
+    }
+    // Elsewhere a file that is open or mapped cannot be deleted, so its name is identity enough.
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        (0, 0)
+    }
+}
+
+/// Whether an open file was deleted: appending to it would write records nobody can read.
+pub fn is_deleted(meta: &Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        meta.nlink() == 0
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        false
     }
 }
 

@@ -493,3 +493,91 @@ fn values_outlive_their_store_without_holding_files_deleted_after_it() {
     assert_eq!(deleted_segments_mapped(dir.path()), 0);
     assert_eq!(held.bytes().to_vec(), value(7, 100));
 }
+
+#[test]
+fn a_writer_whose_segment_a_dying_clear_deleted_starts_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Store::new(dir.path(), 1 << 30);
+    writer.put(&key(1), &value(1, 100), meta(1)).unwrap(); // the writer has the segment open
+                                                           // What a `clear` killed after deleting the segments, before publishing the index, leaves behind.
+    for segment in segment_files(dir.path()) {
+        fs::remove_file(segment).unwrap();
+    }
+    writer.put(&key(2), &value(2, 100), meta(1)).unwrap();
+    let fresh = Store::new(dir.path(), 1 << 30);
+    assert_eq!(
+        fresh
+            .get(&key(2), false)
+            .unwrap()
+            .unwrap()
+            .value
+            .bytes()
+            .to_vec(),
+        value(2, 100)
+    );
+    assert!(fresh.get(&key(1), false).unwrap().is_none());
+}
+
+#[test]
+fn index_changes_keep_segments_still_on_disk_mapped_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Store::new(dir.path(), 1 << 30);
+    let reader = Store::new(dir.path(), 1 << 30);
+    for i in 0..10 {
+        writer.put(&key(i), &value(i, 100), meta(1)).unwrap();
+    }
+    let mut held = vec![];
+    for _ in 0..200 {
+        held.push(reader.get(&key(0), true).unwrap().unwrap().value);
+        writer.verify(&|_| true).unwrap(); // publishes a new index each time
+    }
+    let mappings = mappings_of(&segment_files(dir.path())[0]);
+    assert_eq!(mappings, 1, "{mappings} mappings of one unchanged segment");
+    assert!(held.iter().all(|v| v.bytes().to_vec() == value(0, 100)));
+}
+
+#[test]
+fn a_reader_keeps_no_segment_file_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 1 << 20; // 64 KiB segments
+    let writer = Store::new(dir.path(), limit);
+    for i in 0..60 {
+        writer.put(&key(i), &value(i, 10_000), meta(1)).unwrap();
+    }
+    let open_segments = || {
+        fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter(|fd| {
+                fs::read_link(fd.path()).is_ok_and(|p| {
+                    p.starts_with(dir.path()) && p.extension().is_some_and(|x| x == "tds")
+                })
+            })
+            .count()
+    };
+    let before = open_segments();
+    let reader = Store::new(dir.path(), limit);
+    let mut held = vec![];
+    for round in 0..2 {
+        for i in 0..60 {
+            if let Some(found) = reader.get(&key(i), true).unwrap() {
+                held.push(found.value);
+            }
+        }
+        if round == 0 {
+            writer.verify(&|_| true).unwrap();
+        }
+    }
+    assert!(held.len() > 20, "{} hits", held.len());
+    assert_eq!(open_segments(), before);
+}
+
+#[test]
+fn lookups_before_anything_is_written_need_not_release_the_gil() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path(), 1 << 30);
+    for _ in 0..3 {
+        assert!(store.get(&key(1), true).unwrap().is_none());
+        assert!(matches!(store.try_get(&key(1), true), Some(Ok(None))));
+    }
+}
