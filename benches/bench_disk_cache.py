@@ -280,6 +280,9 @@ print(json.dumps({{"setup_s": t1 - t0, "first_call_s": t2 - t1, "litellm": "lite
 def _run_fresh(code: str, *args: object) -> dict:
     """Run `code` in a new interpreter (offline, quiet); its last line of output is a JSON result."""
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONWARNINGS": "ignore"}
+    # Each starts with the disk quiet: writeback of earlier writes (the 8-process benchmark's, a fill's) would
+    # otherwise take CPU from whichever library's process happens to run meanwhile.
+    os.sync()
     run = subprocess.run(
         [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=600, env=env
     )
