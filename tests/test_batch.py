@@ -102,7 +102,8 @@ def test_waiting_items_get_all_threads_while_another_thread_keeps_the_process_bu
     spinner.start()
     try:
         waiting = Square()  # each item sleeps 1 ms
-        waiting.batch(examples(range(100)), num_threads=8, disable_progress_bar=True)
+        # Enough items that the last thread to start, on a loaded machine, still finds some left.
+        waiting.batch(examples(range(300)), num_threads=8, disable_progress_bar=True)
     finally:
         stop.set()
         spinner.join()
