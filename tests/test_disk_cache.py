@@ -90,6 +90,19 @@ def test_threads_sharing_one_cache_lose_nothing(tmp_path):
     assert all(DiskCache(tmp_path).get(key(n)) == record(n) for n in range(7 * 150 + 300))
 
 
+def test_a_relative_cache_directory_stays_the_same_directory_after_a_chdir(tmp_path, monkeypatch):
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    cache = DiskCache("relative-cache")
+    cache.put(key(1), record(1))
+    assert cache.get(key(1)) == record(1)  # the store is open, its segment mapped
+    os.chdir(tmp_path / "elsewhere")
+    cache.put(key(2), record(2))
+    assert cache.get(key(1)) == record(1) and cache.get(key(2)) == record(2)
+    assert not (tmp_path / "elsewhere" / "relative-cache").exists()
+    assert DiskCache(tmp_path / "relative-cache").get(key(2)) == record(2)
+
+
 def test_a_second_put_of_a_key_replaces_its_record(tmp_path):
     cache = DiskCache(tmp_path)
     cache.put(key(1), record(1))

@@ -153,8 +153,15 @@ struct MappedSegment {
 }
 
 /// Address space for a segment of `len` bytes: two to four times its length, at least 1 MiB.
+#[cfg(unix)]
 fn mapped_len(len: u64) -> u64 {
     (len.max(1 << 19) * 2).next_power_of_two()
+}
+
+/// Windows maps no further than a file's end.
+#[cfg(not(unix))]
+fn mapped_len(len: u64) -> u64 {
+    len
 }
 
 fn map_segment(file: &File, file_len: u64) -> Option<Arc<Mmap>> {
@@ -208,10 +215,11 @@ impl Segments {
         self.maps.retain(|_, seg| seg.file.current_len().is_some());
     }
 
-    /// Drops segment `id`, which this process deleted; values viewing it are copied out.
-    fn forget(&mut self, id: u32) {
-        self.held.release(id);
-        self.maps.remove(&id);
+    /// Whether segment `id`, mapped, is still on disk under its name.
+    fn on_disk(&self, id: u32) -> bool {
+        self.maps
+            .get(&id)
+            .is_some_and(|seg| seg.file.current_len().is_some())
     }
 }
 
@@ -283,8 +291,10 @@ pub struct Found {
 
 impl Store {
     pub fn new(dir: impl Into<PathBuf>, size_limit: u64) -> Store {
+        let dir = dir.into();
         Store {
-            dir: dir.into(),
+            // Files are opened, and known, by path: a relative one would change meaning with the working directory.
+            dir: std::path::absolute(&dir).unwrap_or(dir),
             size_limit,
             state: Mutex::new(State::default()),
             write_gate: Mutex::new(None),
@@ -310,6 +320,7 @@ impl Store {
 
     /// Maps shard `i` if the state has none or the one it has was retired. Read-write if allowed.
     fn refresh_shard(&self, st: &mut State, i: usize) -> Result<()> {
+        let first_look = st.shards[i].is_none();
         if let Some(mapped) = &st.shards[i] {
             if mapped.view().is_some_and(|v| !v.is_retired()) {
                 return Ok(());
@@ -355,6 +366,10 @@ impl Store {
             writable,
             checked: OnceCell::new(),
         });
+        if first_look {
+            // This shard was never seen retired here, but the store may have changed since segments were mapped.
+            st.segments.let_go_of_deleted();
+        }
         Ok(())
     }
 
@@ -460,21 +475,29 @@ impl Store {
         let shard = shard_of(key);
         self.locked(|st| {
             self.index_for_write(st)?;
+            self.repair_if_active_segment_deleted(st)?;
             if view_of(st, shard).needs_rebuild() {
                 self.rebuild(st, shard, &|_| true)?;
             }
             // An older record of this key: identical means nothing to do; different means it is
             // removed once the new one is in place, so readers always find one or the other.
             let mut same = false;
-            let mut old_slot = self.find_slot(st, shard, key, |v| same = v == value);
+            let mut old = self.find_slot(st, shard, key, |v| same = v == value);
             if same {
-                return Ok(());
+                // Read through this process's mapping, the record may lie in a segment since deleted by a clear
+                // or eviction that died before publishing the index without it: repair the index, then write.
+                if old.is_some_and(|(_, loc)| st.segments.on_disk(loc.segment)) {
+                    return Ok(());
+                }
+                self.drop_missing_segments(st)?;
+                old = self.find_slot(st, shard, key, |_| {});
             }
+            let mut old_slot = old.map(|(slot, _)| slot);
             let loc = self.append(st, &buf)?;
             if view_of(st, shard).insert(key, loc).is_err() {
                 // Only if the counters were damaged: the table filled without asking for a rebuild.
                 self.rebuild(st, shard, &|_| true)?;
-                old_slot = self.find_slot(st, shard, key, |_| {});
+                old_slot = self.find_slot(st, shard, key, |_| {}).map(|(slot, _)| slot);
                 view_of(st, shard)
                     .insert(key, loc)
                     .map_err(|_| StoreError::IndexFull(self.shard_path(shard)))?;
@@ -486,14 +509,14 @@ impl Store {
         })
     }
 
-    /// The slot of `key`'s current record in `shard`, passing that record's value to `seen`.
+    /// The slot and location of `key`'s current record in `shard`, passing that record's value to `seen`.
     fn find_slot(
         &self,
         st: &mut State,
         shard: usize,
         key: &[u8; KEY_LEN],
         mut seen: impl FnMut(&[u8]),
-    ) -> Option<u64> {
+    ) -> Option<(u64, Location)> {
         let State {
             shards, segments, ..
         } = st;
@@ -505,7 +528,6 @@ impl Store {
             }
             _ => false,
         })
-        .map(|(slot, _)| slot)
     }
 
     /// Runs `f` holding the exclusive file lock, then this process's state lock. The state lock is taken
@@ -568,6 +590,37 @@ impl Store {
         Ok(())
     }
 
+    /// A writer whose open segment was deleted while the index still names it as the active one (a clear or
+    /// eviction died between deleting files and publishing the index) repairs the index and starts a new
+    /// segment: appended there, records would be unreadable. After a completed clear or eviction the index
+    /// names another segment, and the writer only opens that one.
+    fn repair_if_active_segment_deleted(&self, st: &mut State) -> Result<()> {
+        let Some((id, file)) = &st.active else {
+            return Ok(());
+        };
+        let deleted = file.metadata().is_ok_and(|m| segment::is_deleted(&m));
+        if !deleted {
+            return Ok(());
+        }
+        let still_named = view_of(st, GLOBAL).get(Counter::ActiveSegment) == u64::from(*id);
+        st.active = None;
+        if still_named {
+            self.drop_missing_segments(st)?;
+            view_of(st, GLOBAL).set(Counter::ActiveSegment, 0);
+        }
+        Ok(())
+    }
+
+    /// Drops from the index every entry whose segment file is gone, and lets go of deleted segments.
+    fn drop_missing_segments(&self, st: &mut State) -> Result<()> {
+        let left = self.segment_ids()?;
+        for i in 0..SHARDS {
+            self.rebuild(st, i, &|loc| left.binary_search(&loc.segment).is_ok())?;
+        }
+        st.segments.let_go_of_deleted();
+        Ok(())
+    }
+
     fn segment_target(&self) -> u64 {
         (self.size_limit / 16).clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES)
     }
@@ -591,17 +644,10 @@ impl Store {
             }
         }
         let mut len = match writer_active {
-            Some((_, f)) => {
-                let meta = f
-                    .metadata()
-                    .map_err(io_err("cannot stat a cache segment", &self.dir))?;
-                // Deleted by a clear or eviction that died before publishing the index without it: its
-                // records would be unreadable, so a new segment starts.
-                if segment::is_deleted(&meta) {
-                    *writer_active = None;
-                }
-                meta.len()
-            }
+            Some((_, f)) => f
+                .metadata()
+                .map_err(io_err("cannot stat a cache segment", &self.dir))?
+                .len(),
             None => 0,
         };
         let full = len + buf.len() as u64 > self.segment_target()
@@ -889,15 +935,9 @@ impl Store {
             }
         }
         // Entries of any segment now missing go (also those a writer killed before this step left behind).
-        let left = self.segment_ids()?;
-        for i in 0..SHARDS {
-            self.rebuild(st, i, &|loc| left.binary_search(&loc.segment).is_ok())?;
-        }
-        for (id, _) in dropped {
-            st.segments.forget(id);
-            if id == active {
-                st.active = None;
-            }
+        self.drop_missing_segments(st)?;
+        if dropped.iter().any(|&(id, _)| id == active) {
+            st.active = None;
         }
         Ok(())
     }

@@ -581,3 +581,63 @@ fn lookups_before_anything_is_written_need_not_release_the_gil() {
         assert!(matches!(store.try_get(&key(1), true), Some(Ok(None))));
     }
 }
+
+#[test]
+fn an_unchanged_put_after_a_dying_clear_is_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Store::new(dir.path(), 1 << 30);
+    writer.put(&key(1), &value(1, 100), meta(1)).unwrap();
+    // The writer maps the segment.
+    assert!(writer.get(&key(1), true).unwrap().is_some());
+    // What a `clear` killed after deleting the segments, before publishing the index, leaves behind.
+    for segment in segment_files(dir.path()) {
+        fs::remove_file(segment).unwrap();
+    }
+    writer.put(&key(1), &value(1, 100), meta(1)).unwrap();
+    let fresh = Store::new(dir.path(), 1 << 30);
+    assert_eq!(
+        fresh
+            .get(&key(1), false)
+            .unwrap()
+            .map(|f| f.value.bytes().to_vec()),
+        Some(value(1, 100))
+    );
+}
+
+#[test]
+fn a_writer_lets_go_of_segments_a_dying_clear_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Store::new(dir.path(), 1 << 20);
+    writer.put(&key(1), &value(1, 100), meta(1)).unwrap();
+    let held = writer.get(&key(1), true).unwrap().unwrap().value;
+    for segment in segment_files(dir.path()) {
+        fs::remove_file(segment).unwrap();
+    }
+    writer.put(&key(2), &value(2, 100), meta(1)).unwrap();
+    assert_eq!(deleted_segments_mapped(dir.path()), 0);
+    assert_eq!(held.bytes().to_vec(), value(1, 100));
+    assert!(writer.get(&key(1), true).unwrap().is_none());
+    assert!(writer.get(&key(2), true).unwrap().is_some());
+}
+
+#[test]
+fn a_reader_that_counts_nothing_lets_go_after_a_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Store::new(dir.path(), 1 << 30);
+    let reader = Store::new(dir.path(), 1 << 30);
+    let in_shard = |n: u64| {
+        let mut k = key(n);
+        k[KEY_LEN - 1] = n as u8;
+        k
+    };
+    for i in 0..2 {
+        writer.put(&in_shard(i), &value(i, 100), meta(1)).unwrap();
+    }
+    assert_ne!(shard_of(&in_shard(0)), shard_of(&in_shard(1)));
+    let held = reader.get(&in_shard(0), false).unwrap().unwrap().value;
+    writer.clear().unwrap();
+    // Another shard, looked at for the first time, without counting (so shard 0 is not looked at either).
+    assert!(reader.get(&in_shard(1), false).unwrap().is_none());
+    assert_eq!(deleted_segments_mapped(dir.path()), 0);
+    assert_eq!(held.bytes().to_vec(), value(0, 100));
+}
