@@ -99,13 +99,6 @@ impl Holders {
         HeldValue(cell)
     }
 
-    /// Copies out every value viewing segment `segment`, so its mapping can go.
-    pub fn release(&mut self, segment: u32) {
-        if let Some(views) = self.by_segment.remove(&segment) {
-            views.copy_out();
-        }
-    }
-
     /// Copies out the values viewing segments whose files were deleted. Other values keep viewing theirs.
     pub fn release_deleted(&mut self) {
         self.by_segment.retain(|_, views| {
@@ -161,7 +154,8 @@ mod tests {
         let mut holders = Holders::default();
         let value = holders.hand_out(7, &file, &map, 2..6);
         assert_eq!(&*value.bytes(), b"2345");
-        holders.release(7);
+        std::fs::remove_file(dir.path().join("a")).unwrap();
+        holders.release_deleted();
         assert!(matches!(value.bytes(), Bytes::Owned(_)));
         assert_eq!(&*value.bytes(), b"2345");
         assert_eq!(

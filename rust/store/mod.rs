@@ -120,6 +120,11 @@ impl MappedIndex {
         }
     }
 
+    /// Whether the shard is readable and not retired (a newer file replaced it).
+    fn is_current(&self) -> bool {
+        self.view().is_some_and(|v| !v.is_retired())
+    }
+
     fn view(&self) -> Option<Index<'_>> {
         let words = self.words();
         let header = |words: &[AtomicU64]| -> [u64; HEADER_CHECKED_WORDS] {
@@ -322,17 +327,14 @@ impl Store {
     fn refresh_shard(&self, st: &mut State, i: usize) -> Result<()> {
         let first_look = st.shards[i].is_none();
         if let Some(mapped) = &st.shards[i] {
-            if mapped.view().is_some_and(|v| !v.is_retired()) {
+            if mapped.is_current() {
                 return Ok(());
             }
             // A new index may have dropped whole segments (eviction, clear): let go of deleted ones, and
             // of any other retired shards, so deleted files do not keep their disk space.
             st.segments.let_go_of_deleted();
             for shard in st.shards.iter_mut() {
-                if shard
-                    .as_ref()
-                    .is_some_and(|m| m.view().is_none_or(|v| v.is_retired()))
-                {
+                if shard.as_ref().is_some_and(|m| !m.is_current()) {
                     *shard = None;
                 }
             }
@@ -390,11 +392,7 @@ impl Store {
         };
         // A shard mapped but retired or unreadable is mapped again, which may copy out values. A shard not
         // mapped at all (no index yet) only costs a failed open.
-        let current = |i: usize| {
-            st.shards[i]
-                .as_ref()
-                .is_none_or(|m| m.view().is_some_and(|v| !v.is_retired()))
-        };
+        let current = |i: usize| st.shards[i].as_ref().is_none_or(MappedIndex::is_current);
         if !current(shard_of(key)) || (count && !current(GLOBAL)) {
             return None;
         }
